@@ -1,0 +1,317 @@
+"""Search spaces: choices, the architecture encoding and its continuous relaxation.
+
+An architecture is a mapping from choice name to value. It is encoded as a fixed-width float
+vector `enc_E` (E = `Space.dim`): a one-hot block per categorical choice and one number in
+[0, 1] per integer or float choice (the position of the value between `low` and `high`, on a log
+scale when `log` is set). The relaxation used by gradient inference has the same width: `theta_E`
+holds logits for each categorical block and a pre-sigmoid scalar for each numeric choice;
+`Space.relax(theta_E, temperature)` maps it to a point in the convex hull of valid encodings.
+
+Shape letters: E encoding width, N architectures, P pool members.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Mapping, Sequence
+from typing import Any, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+
+class SpaceError(ValueError):
+  """A search space, or an architecture checked against it, is invalid."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Categorical:
+  """A choice among named values, encoded one-hot."""
+
+  name: str
+  values: tuple[str, ...]
+
+  @property
+  def width(self) -> int:
+    return len(self.values)
+
+
+@dataclasses.dataclass(frozen=True)
+class Integer:
+  """An integer in [low, high], encoded as its position in [0, 1] (log scale if `log`)."""
+
+  name: str
+  low: int
+  high: int
+  log: bool = False
+
+  width = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class Float:
+  """A float in [low, high], encoded as its position in [0, 1] (log scale if `log`)."""
+
+  name: str
+  low: float
+  high: float
+  log: bool = False
+
+  width = 1
+
+
+Choice = Union[Categorical, Integer, Float]
+_NUMERIC_TYPES = {"int": Integer, "float": Float}
+
+
+def _choice_from_dict(d: Mapping[str, Any], where: str) -> Choice:
+  """Builds one choice from its JSON object; `where` names it in errors."""
+  if not isinstance(d, Mapping):
+    raise SpaceError(f"{where}: expected an object, got {type(d).__name__}")
+  name = d.get("name")
+  if not isinstance(name, str) or not name:
+    raise SpaceError(f"{where}: 'name' must be a non-empty string")
+  kind = d.get("type")
+  where = f"{where} ({name!r})"
+  if kind == "categorical":
+    values = d.get("values")
+    if not isinstance(values, Sequence) or isinstance(values, str) or not values:
+      raise SpaceError(f"{where}: 'values' must be a non-empty list")
+    values = tuple(str(v) for v in values)
+    if len(set(values)) != len(values):
+      raise SpaceError(f"{where}: duplicate values in {list(values)}")
+    return Categorical(name, values)
+  if kind in _NUMERIC_TYPES:
+    for key in ("low", "high"):
+      if not isinstance(d.get(key), (int, float)) or isinstance(d.get(key), bool):
+        raise SpaceError(f"{where}: '{key}' must be a number")
+    low, high, log = d["low"], d["high"], bool(d.get("log", False))
+    if kind == "int" and (low != int(low) or high != int(high)):
+      raise SpaceError(f"{where}: int bounds must be integers, got {low}, {high}")
+    if not low < high:
+      raise SpaceError(f"{where}: need low < high, got low={low}, high={high}")
+    if log and low <= 0:
+      raise SpaceError(f"{where}: log scale needs low > 0, got {low}")
+    if kind == "int":
+      return Integer(name, int(low), int(high), log)
+    return Float(name, float(low), float(high), log)
+  raise SpaceError(f"{where}: 'type' must be one of categorical, int, float; got {kind!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+  """A search space: an ordered tuple of choices. Hashable, so it can be a static jit argument."""
+
+  name: str
+  choices: tuple[Choice, ...]
+
+  def __post_init__(self):
+    if not self.choices:
+      raise SpaceError(f"space {self.name!r} has no choices")
+    names = [c.name for c in self.choices]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+      raise SpaceError(f"space {self.name!r}: duplicate choice names {dupes}")
+
+  # ---------------------------------------------------------------- construction / (de)serialise
+
+  @classmethod
+  def from_dict(cls, d: Mapping[str, Any], source: str = "space") -> Space:
+    """Builds a space from the `space.json` object; errors name `source` and the choice."""
+    if not isinstance(d, Mapping):
+      raise SpaceError(f"{source}: expected a JSON object")
+    choices = d.get("choices")
+    if not isinstance(choices, list) or not choices:
+      raise SpaceError(f"{source}: 'choices' must be a non-empty list")
+    parsed = tuple(
+        _choice_from_dict(c, f"{source}: choices[{i}]") for i, c in enumerate(choices))
+    try:
+      return cls(str(d.get("name", "space")), parsed)
+    except SpaceError as e:
+      raise SpaceError(f"{source}: {e}") from None
+
+  @classmethod
+  def from_json(cls, path: str | os.PathLike) -> Space:
+    """Reads a `space.json` file."""
+    try:
+      with open(path) as f:
+        d = json.load(f)
+    except json.JSONDecodeError as e:
+      raise SpaceError(f"{path}: not valid JSON ({e})") from None
+    return cls.from_dict(d, source=str(path))
+
+  def to_dict(self) -> dict[str, Any]:
+    out = []
+    for c in self.choices:
+      if isinstance(c, Categorical):
+        out.append({"name": c.name, "type": "categorical", "values": list(c.values)})
+      else:
+        kind = "int" if isinstance(c, Integer) else "float"
+        out.append({"name": c.name, "type": kind, "low": c.low, "high": c.high, "log": c.log})
+    return {"name": self.name, "choices": out}
+
+  # ---------------------------------------------------------------- layout
+
+  @property
+  def names(self) -> tuple[str, ...]:
+    return tuple(c.name for c in self.choices)
+
+  @property
+  def dim(self) -> int:
+    """Width E of the encoding (and of the relaxed parameters)."""
+    return sum(c.width for c in self.choices)
+
+  @property
+  def slices(self) -> tuple[tuple[int, int], ...]:
+    """(start, stop) of each choice's block in the encoding."""
+    out, start = [], 0
+    for c in self.choices:
+      out.append((start, start + c.width))
+      start += c.width
+    return tuple(out)
+
+  @property
+  def has_numeric(self) -> bool:
+    return any(not isinstance(c, Categorical) for c in self.choices)
+
+  # ---------------------------------------------------------------- discrete <-> encoding
+
+  def validate(self, arch: Mapping[str, Any]) -> None:
+    """Raises SpaceError if `arch` is not a valid architecture of this space."""
+    missing = [n for n in self.names if n not in arch]
+    if missing:
+      raise SpaceError(f"architecture is missing choices {missing}")
+    for c in self.choices:
+      _encode_value(c, arch[c.name])
+
+  def encode(self, arch: Mapping[str, Any]) -> np.ndarray:
+    """Encodes one architecture as `enc_E` (float32)."""
+    self.validate(arch)
+    return np.concatenate([_encode_value(c, arch[c.name]) for c in self.choices]).astype(
+        np.float32)
+
+  def encode_columns(self, columns: Mapping[str, Sequence[Any]]) -> np.ndarray:
+    """Encodes N architectures given column-wise (choice name -> N values) as `enc_NxE`.
+
+    Values must already be valid (see `tarch.runs` for checked loading); invalid ones raise.
+    """
+    blocks = []
+    for c in self.choices:
+      col = np.asarray(columns[c.name])
+      if isinstance(c, Categorical):
+        index = {v: i for i, v in enumerate(c.values)}
+        try:
+          idx = np.array([index[str(v)] for v in col], dtype=np.int64)
+        except KeyError as e:
+          raise SpaceError(f"{c.name}: unknown value {e.args[0]!r}; valid: {list(c.values)}")
+        blocks.append(np.eye(c.width, dtype=np.float32)[idx])
+      else:
+        blocks.append(_to_unit(c, col.astype(np.float64))[:, None].astype(np.float32))
+    return np.concatenate(blocks, axis=1)
+
+  def decode(self, enc_E: Any) -> dict[str, Any]:
+    """Decodes an encoding (or any relaxed point) to the nearest architecture."""
+    enc_E = np.asarray(enc_E, dtype=np.float64)
+    arch = {}
+    for c, (a, b) in zip(self.choices, self.slices):
+      block = enc_E[a:b]
+      if isinstance(c, Categorical):
+        arch[c.name] = c.values[int(np.argmax(block))]
+      else:
+        value = _from_unit(c, float(np.clip(block[0], 0.0, 1.0)))
+        arch[c.name] = int(round(value)) if isinstance(c, Integer) else float(value)
+    return arch
+
+  def decode_many(self, enc_NxE: Any) -> list[dict[str, Any]]:
+    return [self.decode(e) for e in np.asarray(enc_NxE)]
+
+  def format(self, arch: Mapping[str, Any]) -> str:
+    """A compact, stable one-line spelling of an architecture (used as a table key)."""
+    parts = []
+    for c in self.choices:
+      v = arch[c.name]
+      parts.append(f"{c.name}={v:.6g}" if isinstance(c, Float) else f"{c.name}={v}")
+    return ",".join(parts)
+
+  # ---------------------------------------------------------------- relaxation (jit-able)
+
+  def relax(self, theta_E: jax.Array, temperature: jax.Array | float = 1.0) -> jax.Array:
+    """Maps unconstrained parameters to a relaxed encoding (softmax / sigmoid per block)."""
+    blocks = []
+    for c, (a, b) in zip(self.choices, self.slices):
+      if isinstance(c, Categorical):
+        blocks.append(jax.nn.softmax(theta_E[..., a:b] / temperature, axis=-1))
+      else:
+        blocks.append(jax.nn.sigmoid(theta_E[..., a:b]))
+    return jnp.concatenate(blocks, axis=-1)
+
+  def discretize(self, enc_E: jax.Array) -> jax.Array:
+    """Snaps a relaxed encoding to a valid one: argmax one-hot; integers to their grid."""
+    blocks = []
+    for c, (a, b) in zip(self.choices, self.slices):
+      block = enc_E[..., a:b]
+      if isinstance(c, Categorical):
+        blocks.append(jax.nn.one_hot(jnp.argmax(block, axis=-1), c.width, dtype=enc_E.dtype))
+      elif isinstance(c, Integer):
+        value = jnp.round(_from_unit(c, jnp.clip(block, 0.0, 1.0), xp=jnp))
+        blocks.append(_to_unit(c, value, xp=jnp).astype(enc_E.dtype))
+      else:
+        blocks.append(jnp.clip(block, 0.0, 1.0))
+    return jnp.concatenate(blocks, axis=-1)
+
+  def sample(self, key: jax.Array, n: int) -> jax.Array:
+    """Samples `enc_NxE` uniformly (log-uniformly for log choices); integers uniform on grid."""
+    keys = jax.random.split(key, len(self.choices))
+    blocks = []
+    for k, c in zip(keys, self.choices):
+      if isinstance(c, Categorical):
+        idx = jax.random.randint(k, (n,), 0, c.width)
+        blocks.append(jax.nn.one_hot(idx, c.width, dtype=jnp.float32))
+      elif isinstance(c, Integer):
+        if c.log:
+          # Uniform in log space, then rounded: matches what `log` means for the user.
+          u = jax.random.uniform(k, (n, 1))
+          value = jnp.round(_from_unit(c, u, xp=jnp))
+        else:
+          value = jax.random.randint(k, (n, 1), c.low, c.high + 1).astype(jnp.float32)
+        blocks.append(_to_unit(c, value, xp=jnp).astype(jnp.float32))
+      else:
+        blocks.append(jax.random.uniform(k, (n, 1), dtype=jnp.float32))
+    return jnp.concatenate(blocks, axis=-1)
+
+
+def _to_unit(c: Integer | Float, value, xp=np):
+  """Position of `value` in [0, 1] between c.low and c.high (log scale if c.log)."""
+  if c.log:
+    return (xp.log(value) - math.log(c.low)) / (math.log(c.high) - math.log(c.low))
+  return (value - c.low) / (c.high - c.low)
+
+
+def _from_unit(c: Integer | Float, u, xp=np):
+  """Inverse of `_to_unit`."""
+  if c.log:
+    return xp.exp(math.log(c.low) + u * (math.log(c.high) - math.log(c.low)))
+  return c.low + u * (c.high - c.low)
+
+
+def _encode_value(c: Choice, value: Any) -> np.ndarray:
+  """Encodes one choice's value, raising SpaceError if it is invalid."""
+  if isinstance(c, Categorical):
+    if str(value) not in c.values:
+      raise SpaceError(f"{c.name}: unknown value {value!r}; valid: {list(c.values)}")
+    out = np.zeros(c.width)
+    out[c.values.index(str(value))] = 1.0
+    return out
+  try:
+    x = float(value)
+  except (TypeError, ValueError):
+    raise SpaceError(f"{c.name}: expected a number, got {value!r}") from None
+  if not math.isfinite(x) or not c.low <= x <= c.high:
+    raise SpaceError(f"{c.name}: value {value!r} outside [{c.low}, {c.high}]")
+  if isinstance(c, Integer) and x != int(x):
+    raise SpaceError(f"{c.name}: expected an integer, got {value!r}")
+  return np.array([_to_unit(c, x)])
