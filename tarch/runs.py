@@ -1,0 +1,653 @@
+"""Meta-datasets: the runs and tasks tables, loaded, validated and normalised.
+
+A meta-dataset directory holds `space.json` (the search space), `runs.csv` or `runs.parquet` (one
+row per trained model: `task`, one column per choice, `score`, optional `test_score` and `cost`)
+and `tasks.csv` (`task` plus numeric meta-feature columns). `load_meta_dataset` reads it into a
+`MetaDataset` of flat arrays; rows for the same (task, architecture) are seeds and are averaged.
+
+Users bring their own tables, so every check names the file, the row as the user sees it (for a
+CSV the 1-based line number, the header being line 1; for parquet the 0-based data row) and the
+column. Checks are vectorised; only once a check fails is the first offending row located.
+
+Shape letters: T tasks, F meta-features, A distinct architectures, E encoding width
+(`Space.dim`), R results (distinct (task, architecture) pairs after averaging seeds).
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.special
+
+from tarch.space import Categorical, Integer, Space, SpaceError
+
+SPACE_FILE = "space.json"
+RUNS_CSV = "runs.csv"
+RUNS_PARQUET = "runs.parquet"
+TASKS_FILE = "tasks.csv"
+
+TASK, SCORE, TEST_SCORE, COST = "task", "score", "test_score", "cost"
+_RESERVED = (TASK, SCORE, TEST_SCORE, COST)
+# How many offending values an error message lists before it abbreviates.
+_MAX_LISTED = 10
+
+
+class MetaDatasetError(ValueError):
+  """A meta-dataset file is missing or malformed; the message names the file, row and column."""
+
+
+# ------------------------------------------------------------------------------------------------
+# The dataset
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class MetaDataset:
+  """A validated meta-dataset: seed-averaged results plus task meta-features.
+
+  Results are stored sorted by (task, architecture) index. `eq=False` because fields are arrays:
+  element-wise `==` would make dataclass equality (and hashing) ill-defined.
+  """
+
+  space: Space
+  task_names: tuple[str, ...]  # [T], in tasks.csv order
+  feature_names: tuple[str, ...]  # [F], tasks.csv columns other than `task`
+  features_TxF: np.ndarray  # float64 [T, F] raw meta-features
+  arch_keys: tuple[str, ...]  # [A] `space.format(arch)`, in order of first appearance in runs
+  enc_AxE: np.ndarray  # float32 [A, E] `space.encode_columns` of each architecture
+  task_R: np.ndarray  # int32 [R] task index of each result
+  arch_R: np.ndarray  # int32 [R] architecture index of each result
+  score_R: np.ndarray  # float64 [R] mean validation score, higher is better
+  test_score_R: np.ndarray  # float64 [R] mean test score (= score_R when the column is absent)
+  cost_R: np.ndarray  # float64 [R] mean cost, NaN everywhere when there is no cost column
+  num_seeds_R: np.ndarray  # int32 [R] number of runs rows averaged into each result
+  source: str = ""  # where it was loaded from, for messages
+
+  @property
+  def num_tasks(self) -> int:
+    return len(self.task_names)
+
+  @property
+  def num_archs(self) -> int:
+    return len(self.arch_keys)
+
+  @property
+  def num_features(self) -> int:
+    return len(self.feature_names)
+
+  @property
+  def has_cost(self) -> bool:
+    return self.cost_R.size > 0 and bool(np.all(np.isfinite(self.cost_R)))
+
+  def task_rows(self, t: int) -> np.ndarray:
+    """Row indices (into the `*_R` arrays) of task `t`, sorted by architecture index.
+
+    Args:
+      t: task index in [0, num_tasks).
+
+    Returns:
+      int64 array of row indices.
+    """
+    if not 0 <= t < self.num_tasks:
+      raise IndexError(f"task index {t} out of range [0, {self.num_tasks})")
+    rows = np.flatnonzero(self.task_R == t)
+    # Already sorted when built by `from_frames`; sort anyway for hand-built datasets.
+    return rows[np.argsort(self.arch_R[rows], kind="stable")]
+
+  def select_tasks(self, tasks: Iterable[int | str]) -> MetaDataset:
+    """Keeps only `tasks`, re-indexed in the order given; all architectures are kept.
+
+    Args:
+      tasks: task names or indices (may be mixed), without repeats.
+
+    Returns:
+      A new MetaDataset whose task `i` is the `i`-th of `tasks`.
+    """
+    tasks = list(tasks)
+    index = {name: i for i, name in enumerate(self.task_names)}
+    picked = []
+    for t in tasks:
+      if isinstance(t, str):
+        if t not in index:
+          raise ValueError(f"unknown task {t!r}; known: {_abbrev(self.task_names)}")
+        picked.append(index[t])
+      elif isinstance(t, (int, np.integer)) and not isinstance(t, bool):
+        if not 0 <= t < self.num_tasks:
+          raise ValueError(f"task index {t} out of range [0, {self.num_tasks})")
+        picked.append(int(t))
+      else:
+        raise TypeError(f"tasks must be names or indices, got {t!r}")
+    if len(set(picked)) != len(picked):
+      raise ValueError(f"tasks selected more than once in {tasks}")
+    rows = [self.task_rows(t) for t in picked]
+    rows_R = np.concatenate(rows) if rows else np.zeros(0, np.int64)
+    new_task = np.concatenate(
+        [np.full(len(r), i, np.int32) for i, r in enumerate(rows)]) if rows else rows_R
+    return dataclasses.replace(
+        self,
+        task_names=tuple(self.task_names[t] for t in picked),
+        features_TxF=self.features_TxF[picked].reshape(len(picked), self.num_features),
+        task_R=new_task.astype(np.int32),
+        arch_R=self.arch_R[rows_R],
+        score_R=self.score_R[rows_R],
+        test_score_R=self.test_score_R[rows_R],
+        cost_R=self.cost_R[rows_R],
+        num_seeds_R=self.num_seeds_R[rows_R],
+    )
+
+
+# ------------------------------------------------------------------------------------------------
+# Row locations and errors
+
+
+class _Table:
+  """A DataFrame plus how to name its rows in messages (CSV line or parquet row)."""
+
+  def __init__(self, df: pd.DataFrame, source: str, csv_path: str | None = None):
+    self.df = df.reset_index(drop=True)
+    self.source = source
+    self.is_csv = not source.endswith(".parquet")
+    # The file on disk, so exact line numbers (blank lines, quoted newlines) can be recovered.
+    self._csv_path = csv_path
+    self._lines: list[int] | None = None
+
+  def _line(self, pos: int) -> int:
+    """1-based line of data row `pos` (-1 for the header)."""
+    if self._csv_path is None:
+      return pos + 2
+    if self._lines is None:
+      try:
+        self._lines = _csv_record_lines(self._csv_path)
+      except (OSError, csv.Error):  # Only a message is at stake: fall back to counting rows.
+        self._lines = []
+    if 0 <= pos + 1 < len(self._lines):
+      return self._lines[pos + 1]
+    return pos + 2
+
+  def where(self, pos: int) -> str:
+    """How a user finds row `pos` in the file (-1: the header)."""
+    if not self.is_csv:
+      return "header" if pos < 0 else f"row {pos}"
+    line = self._line(pos)
+    return f"line {line} (header)" if pos < 0 else f"line {line}"
+
+  def error(self, pos: int, column: str | None, problem: str) -> MetaDatasetError:
+    col = f", column {column!r}" if column is not None else ""
+    return MetaDatasetError(f"{self.source}, {self.where(pos)}{col}: {problem}")
+
+  def check(self, bad: np.ndarray, column: str, problem: Callable[[int], str]) -> None:
+    """Raises naming the first row where `bad` holds; `problem(pos)` describes it."""
+    if not bad.any():
+      return
+    pos = int(np.argmax(bad))
+    more = int(bad.sum()) - 1
+    suffix = f" ({more} more such row{'s' if more > 1 else ''})" if more else ""
+    raise self.error(pos, column, problem(pos) + suffix)
+
+
+def _csv_record_lines(path: str) -> list[int]:
+  """Starting line of each record pandas reads from `path` (header first), for messages only."""
+  lines, last = [], 0
+  with open(path, newline="", encoding="utf-8", errors="replace") as f:
+    reader = csv.reader(f)
+    for record in reader:
+      start, last = last + 1, reader.line_num
+      # pandas skips lines holding only whitespace; so must the count.
+      if len(record) <= 1 and not "".join(record).strip():
+        continue
+      lines.append(start)
+  return lines
+
+
+def _abbrev(items: Sequence[Any]) -> str:
+  """Lists up to _MAX_LISTED items, noting how many were left off."""
+  items = list(items)
+  if len(items) <= _MAX_LISTED:
+    return repr(items)
+  return f"{items[:_MAX_LISTED]!r} and {len(items) - _MAX_LISTED} more"
+
+
+def _cell(table: _Table, column: str, pos: int) -> str:
+  """The value at (pos, column) as the user wrote it, for messages."""
+  value = table.df[column].iloc[pos]
+  if isinstance(value, np.generic):
+    value = value.item()  # 7, not np.int64(7)
+  return repr(value)
+
+
+def _strings(table: _Table, column: str) -> np.ndarray:
+  """Column as an object array of str, erroring on missing cells."""
+  col = table.df[column]
+  missing = col.isna().to_numpy()
+  table.check(missing, column, lambda pos: "missing value")
+  return col.astype(str).to_numpy(dtype=object)
+
+
+def _numbers(table: _Table, column: str, what: str) -> np.ndarray:
+  """Column as float64, erroring on cells that are not numbers (NaN/inf are left to callers)."""
+  col = table.df[column]
+  x = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
+  if col.dtype.kind in "fiu":
+    return x
+  # Text that parses as NaN ("nan", "NaN") is a NaN, not garbage: callers report NaN precisely.
+  text = col.astype(str).str.strip().str.lower()
+  nan_text = text.isin(["nan", "-nan", "+nan"]).to_numpy()
+  table.check(np.isnan(x) & ~nan_text, column,
+              lambda pos: f"{what} must be a number, got {_cell(table, column, pos)}")
+  return x
+
+
+# ------------------------------------------------------------------------------------------------
+# Validation and assembly
+
+
+def from_frames(space: Space, runs_df: pd.DataFrame, tasks_df: pd.DataFrame,
+                runs_source: str = RUNS_CSV, tasks_source: str = TASKS_FILE) -> MetaDataset:
+  """Validates a runs table and a tasks table against `space` and builds a MetaDataset.
+
+  This is the core behind `load_meta_dataset`; adapters and tests call it with in-memory frames.
+  Rows are numbered in messages as they would be in `runs_source` / `tasks_source`: a CSV line
+  (header = line 1) unless the source ends in `.parquet`, then the 0-based data row.
+
+  Args:
+    space: the search space the architectures come from.
+    runs_df: one row per trained model (see the module docstring); extra columns are ignored.
+    tasks_df: `task` plus numeric meta-feature columns.
+    runs_source: name of the runs file, for messages.
+    tasks_source: name of the tasks file, for messages.
+
+  Returns:
+    The validated, seed-averaged MetaDataset.
+
+  Raises:
+    MetaDatasetError: naming the file, row and column of the first problem found.
+  """
+  return _build(space, _Table(runs_df, runs_source), _Table(tasks_df, tasks_source))
+
+
+def _build(space: Space, runs: _Table, tasks: _Table, source: str = "") -> MetaDataset:
+  """Validates both tables and assembles the dataset."""
+  clash = [n for n in space.names if n in _RESERVED]
+  if clash:
+    raise MetaDatasetError(
+        f"space {space.name!r}: choice names {clash} clash with the runs columns {_RESERVED}")
+  task_names, feature_names, features_TxF = _read_tasks(tasks)
+  task_idx, choice_cols, score, test_score, cost = _read_runs(space, runs)
+  task_idx = _match_tasks(runs, tasks, task_idx, task_names)
+  arch_idx, arch_keys, enc_AxE = _architectures(space, choice_cols)
+
+  # Seeds: one result per distinct (task, architecture); np.unique sorts by task, then arch.
+  num_archs = len(arch_keys)
+  pair = task_idx.astype(np.int64) * num_archs + arch_idx
+  pairs, inverse, counts = np.unique(pair, return_inverse=True, return_counts=True)
+
+  def mean(x):
+    return np.bincount(inverse, weights=x, minlength=len(pairs)) / counts
+
+  return MetaDataset(
+      space=space,
+      task_names=task_names,
+      feature_names=feature_names,
+      features_TxF=features_TxF,
+      arch_keys=arch_keys,
+      enc_AxE=enc_AxE,
+      task_R=(pairs // num_archs).astype(np.int32),
+      arch_R=(pairs % num_archs).astype(np.int32),
+      score_R=mean(score),
+      test_score_R=mean(test_score),
+      cost_R=mean(cost) if cost is not None else np.full(len(pairs), np.nan),
+      num_seeds_R=counts.astype(np.int32),
+      source=source,
+  )
+
+
+def _read_tasks(tasks: _Table) -> tuple[tuple[str, ...], tuple[str, ...], np.ndarray]:
+  """Checks tasks.csv; returns task names, feature names and features_TxF."""
+  df = tasks.df
+  if TASK not in df.columns:
+    raise tasks.error(-1, TASK, f"missing column; found {list(map(str, df.columns))}")
+  feature_names = tuple(str(c) for c in df.columns if c != TASK)
+  if not feature_names:
+    raise tasks.error(-1, None, "no meta-feature columns: expected `task` plus at least one "
+                      "numeric column")
+  if len(df) == 0:
+    raise MetaDatasetError(f"{tasks.source}: no tasks (the file has a header but no rows)")
+  names = _strings(tasks, TASK)
+  tasks.check(np.array([not n.strip() for n in names]), TASK, lambda pos: "empty task name")
+  dup = pd.Series(names).duplicated().to_numpy()
+  if dup.any():
+    pos = int(np.argmax(dup))
+    first = int(np.argmax(names == names[pos]))
+    raise tasks.error(pos, TASK, f"duplicate task {names[pos]!r} (first at {tasks.where(first)})")
+  columns = []
+  for name in feature_names:
+    x = _numbers(tasks, name, "meta-feature")
+    tasks.check(~np.isfinite(x), name,
+                lambda pos, name=name: f"meta-feature must be finite, got {_cell(tasks, name, pos)}")
+    columns.append(x)
+  return tuple(names), feature_names, np.stack(columns, axis=1)
+
+
+def _read_runs(space: Space, runs: _Table
+               ) -> tuple[np.ndarray, list[np.ndarray], np.ndarray, np.ndarray, np.ndarray | None]:
+  """Checks the runs table; returns task names, per-choice columns, score, test_score, cost."""
+  df = runs.df
+  required = [TASK, *space.names, SCORE]
+  missing = [c for c in required if c not in df.columns]
+  if missing:
+    raise runs.error(-1, missing[0], f"missing required column(s) {missing}")
+  if len(df) == 0:
+    raise MetaDatasetError(f"{runs.source}: no runs (the file has a header but no rows)")
+  task = _strings(runs, TASK)
+  runs.check(np.asarray(pd.Series(task).str.strip() == "", dtype=bool), TASK,
+             lambda pos: "empty task name")
+
+  # Categorical columns become value indices; numeric ones float64 values.
+  choice_cols = []
+  for c in space.choices:
+    col = df[c.name]
+    if isinstance(c, Categorical):
+      runs.check(col.isna().to_numpy(), c.name,
+                 lambda pos, c=c: f"missing value; valid: {list(c.values)}")
+      codes = pd.Index(c.values).get_indexer(col.astype(str))
+      runs.check(codes < 0, c.name, lambda pos, c=c, col=col:
+                 f"unknown value {str(col.iloc[pos])!r}; valid: {list(c.values)}")
+      choice_cols.append(codes)
+    else:
+      x = _numbers(runs, c.name, "value")
+      runs.check(~np.isfinite(x) | (x < c.low) | (x > c.high), c.name, lambda pos, c=c:
+                 f"value {_cell(runs, c.name, pos)} outside [{c.low}, {c.high}]")
+      if isinstance(c, Integer):
+        runs.check(x != np.round(x), c.name,
+                   lambda pos, c=c: f"expected an integer, got {_cell(runs, c.name, pos)}")
+      choice_cols.append(x)
+
+  def finite(column, what):
+    x = _numbers(runs, column, what)
+    runs.check(~np.isfinite(x), column,
+               lambda pos: f"{what} must be finite, got {_cell(runs, column, pos)}")
+    return x
+
+  score = finite(SCORE, "score")
+  test_score = finite(TEST_SCORE, "test score") if TEST_SCORE in df.columns else score
+  cost = None
+  if COST in df.columns:
+    cost = finite(COST, "cost")
+    runs.check(cost < 0, COST, lambda pos: f"cost must be >= 0, got {_cell(runs, COST, pos)}")
+  return task, choice_cols, score, test_score, cost
+
+
+def _match_tasks(runs: _Table, tasks: _Table, task: np.ndarray,
+                 task_names: tuple[str, ...]) -> np.ndarray:
+  """Maps runs' task names to tasks.csv indices; every task must appear in both files."""
+  idx = pd.Index(task_names).get_indexer(task)
+  unknown = idx < 0
+  if unknown.any():
+    names = pd.unique(task[unknown])
+    pos = int(np.argmax(unknown))
+    raise runs.error(pos, TASK, f"task {task[pos]!r} is not in {tasks.source} "
+                     f"({len(names)} unknown: {_abbrev(names)})")
+  seen = np.bincount(idx, minlength=len(task_names)) > 0
+  if not seen.all():
+    names = [n for n, s in zip(task_names, seen) if not s]
+    pos = int(np.argmin(seen))
+    raise tasks.error(pos, TASK, f"task {task_names[pos]!r} has no rows in {runs.source} "
+                      f"({len(names)} without runs: {_abbrev(names)})")
+  return idx.astype(np.int32)
+
+
+def _architectures(space: Space, choice_cols: list[np.ndarray]
+                   ) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
+  """Numbers the distinct architectures in order of first appearance; returns arch_idx, keys, enc.
+
+  Identity is the `space.format` key, so float values equal to its 6 significant digits are one
+  architecture (CSV round trips and float noise should not split an architecture).
+  """
+  # Combine columns pairwise and re-factorise each time, so the combined code stays < R and never
+  # overflows however many choices there are; factorize keeps first-appearance order.
+  code = np.zeros(len(choice_cols[0]), np.int64)
+  for col in choice_cols:
+    col_code, col_uniques = pd.factorize(col)
+    code, _ = pd.factorize(code * len(col_uniques) + col_code)
+  _, first = np.unique(code, return_index=True)  # first row of each exact-valued architecture
+
+  values = {}
+  for c, col in zip(space.choices, choice_cols):
+    rep = col[first]
+    if isinstance(c, Categorical):
+      values[c.name] = [c.values[i] for i in rep]
+    elif isinstance(c, Integer):
+      values[c.name] = [int(v) for v in rep]
+    else:
+      values[c.name] = [float(v) for v in rep]
+  keys = [space.format({n: values[n][a] for n in space.names}) for a in range(len(first))]
+  key_code, unique_keys = pd.factorize(np.asarray(keys, dtype=object))
+  _, key_first = np.unique(key_code, return_index=True)
+  try:
+    enc_AxE = space.encode_columns({n: [v[a] for a in key_first] for n, v in values.items()})
+  except SpaceError as e:  # Unreachable after the checks above; kept as a clear message.
+    raise MetaDatasetError(f"cannot encode architectures: {e}") from e
+  return key_code[code].astype(np.int32), tuple(unique_keys), enc_AxE
+
+
+# ------------------------------------------------------------------------------------------------
+# Files
+
+
+def load_meta_dataset(path: str | os.PathLike) -> MetaDataset:
+  """Reads and validates a meta-dataset directory.
+
+  Args:
+    path: directory holding `space.json`, `runs.csv` or `runs.parquet`, and `tasks.csv`.
+
+  Returns:
+    The validated, seed-averaged MetaDataset.
+
+  Raises:
+    MetaDatasetError: a file is missing or malformed; the message names file, row and column.
+  """
+  path = os.fspath(path)
+  if not os.path.isdir(path):
+    raise MetaDatasetError(f"{path}: not a directory (expected a meta-dataset directory)")
+  has = {name: os.path.isfile(os.path.join(path, name))
+         for name in (SPACE_FILE, RUNS_CSV, RUNS_PARQUET, TASKS_FILE)}
+  missing = [n for n in (SPACE_FILE, TASKS_FILE) if not has[n]]
+  if not has[RUNS_CSV] and not has[RUNS_PARQUET]:
+    missing.append(f"{RUNS_CSV} or {RUNS_PARQUET}")
+  if missing:
+    raise MetaDatasetError(f"{path}: missing {', '.join(missing)}")
+  if has[RUNS_CSV] and has[RUNS_PARQUET]:
+    raise MetaDatasetError(
+        f"{path}: both {RUNS_CSV} and {RUNS_PARQUET} exist; keep exactly one runs file")
+
+  space_path = os.path.join(path, SPACE_FILE)
+  try:
+    space = Space.from_json(space_path)
+  except (SpaceError, OSError, UnicodeDecodeError) as e:
+    msg = str(e)
+    raise MetaDatasetError(msg if space_path in msg else f"{space_path}: {msg}") from e
+
+  tasks_path = os.path.join(path, TASKS_FILE)
+  tasks = _Table(_read_csv(tasks_path, [TASK]), tasks_path, csv_path=tasks_path)
+  if has[RUNS_CSV]:
+    runs_path = os.path.join(path, RUNS_CSV)
+    runs_df = _read_csv(runs_path, _string_columns(space), keep=_runs_columns(space))
+    runs = _Table(runs_df, runs_path, csv_path=runs_path)
+  else:
+    runs_path = os.path.join(path, RUNS_PARQUET)
+    runs = _Table(_read_parquet(runs_path, _runs_columns(space)), runs_path)
+  return _build(space, runs, tasks, source=path)
+
+
+def _string_columns(space: Space) -> list[str]:
+  return [TASK] + [c.name for c in space.choices if isinstance(c, Categorical)]
+
+
+def _runs_columns(space: Space) -> list[str]:
+  return [TASK, *space.names, SCORE, TEST_SCORE, COST]
+
+
+def _read_csv(path: str, str_columns: Sequence[str], keep: Sequence[str] | None = None):
+  """Reads a CSV with `str_columns` as text; only `keep` columns (if given) are parsed."""
+  try:
+    header = pd.read_csv(path, nrows=0).columns
+    usecols = [c for c in header if c in keep] if keep is not None else None
+    # No NA spellings at all: "None" or "NA" may be real categorical values or task names, and
+    # numeric columns are coerced (with a precise message) later anyway.
+    return pd.read_csv(path, usecols=usecols, keep_default_na=False,
+                       dtype={c: str for c in str_columns if c in header})
+  except pd.errors.EmptyDataError:
+    raise MetaDatasetError(f"{path}: empty file (expected a header line)") from None
+  except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+    raise MetaDatasetError(f"{path}: cannot parse CSV: {e}") from e
+
+
+def _read_parquet(path: str, keep: Sequence[str]) -> pd.DataFrame:
+  """Reads the `keep` columns present in a parquet file."""
+  import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
+
+  try:
+    names = pq.read_schema(path).names
+    return pd.read_parquet(path, columns=[c for c in names if c in keep])
+  except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError.
+    raise MetaDatasetError(f"{path}: cannot read parquet: {e}") from e
+
+
+def write_meta_dataset(path: str | os.PathLike, space: Space, runs_df: pd.DataFrame,
+                       tasks_df: pd.DataFrame, runs_format: str = "parquet") -> None:
+  """Validates, then writes a meta-dataset directory; each file is replaced atomically.
+
+  Args:
+    path: directory to write (created if needed).
+    space: the search space, written as `space.json`.
+    runs_df: the runs table (see the module docstring).
+    tasks_df: the tasks table.
+    runs_format: "parquet" (runs.parquet) or "csv" (runs.csv); a runs file of the other format
+      left from before is removed, since a directory may hold only one.
+
+  Raises:
+    MetaDatasetError: the tables are invalid (nothing is written).
+    ValueError: unknown `runs_format`.
+  """
+  runs_names = {"parquet": RUNS_PARQUET, "csv": RUNS_CSV}
+  if runs_format not in runs_names:
+    raise ValueError(f"runs_format must be one of {sorted(runs_names)}, got {runs_format!r}")
+  runs_name = runs_names[runs_format]
+  from_frames(space, runs_df, tasks_df, runs_source=runs_name, tasks_source=TASKS_FILE)
+
+  path = os.fspath(path)
+  os.makedirs(path, exist_ok=True)
+  # Text columns are written as strings so a parquet file reads back with the same spellings.
+  runs_df = runs_df.astype({c: str for c in _string_columns(space)})
+  tasks_df = tasks_df.astype({TASK: str})
+
+  def write_space(tmp):
+    with open(tmp, "w") as f:
+      json.dump(space.to_dict(), f, indent=2)
+      f.write("\n")
+
+  def write_runs(tmp):
+    if runs_format == "parquet":
+      runs_df.to_parquet(tmp, index=False)
+    else:
+      runs_df.to_csv(tmp, index=False)
+
+  _atomic_write(os.path.join(path, SPACE_FILE), write_space)
+  _atomic_write(os.path.join(path, TASKS_FILE), lambda tmp: tasks_df.to_csv(tmp, index=False))
+  _atomic_write(os.path.join(path, runs_name), write_runs)
+  stale = os.path.join(path, RUNS_CSV if runs_format == "parquet" else RUNS_PARQUET)
+  if os.path.exists(stale):
+    os.remove(stale)
+
+
+def _atomic_write(dest: str, write: Callable[[str], None]) -> None:
+  """Calls `write(tmp)` on a temp file beside `dest`, then renames it over `dest`."""
+  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=f".{os.path.basename(dest)}.",
+                             suffix=".tmp")
+  os.close(fd)
+  try:
+    write(tmp)
+    os.replace(tmp, dest)
+  except BaseException:
+    if os.path.exists(tmp):
+      os.remove(tmp)
+    raise
+
+
+# ------------------------------------------------------------------------------------------------
+# Per-task normalisation
+
+
+def _group_sizes(task_R: np.ndarray, num_tasks: int) -> np.ndarray:
+  return np.bincount(task_R, minlength=num_tasks)
+
+
+def _average_rank(score_R: np.ndarray, task_R: np.ndarray) -> np.ndarray:
+  """1-based rank of each score within its task, ties given their average rank."""
+  return pd.Series(score_R).groupby(task_R).rank(method="average").to_numpy(np.float64)
+
+
+def _percentile(score_R, task_R, num_tasks):
+  return _average_rank(score_R, task_R) / _group_sizes(task_R, num_tasks)[task_R]
+
+
+def _zscore(score_R, task_R, num_tasks):
+  n = _group_sizes(task_R, num_tasks)
+  safe_n = np.maximum(n, 1)
+  mean = np.bincount(task_R, weights=score_R, minlength=num_tasks) / safe_n
+  centered = score_R - mean[task_R]
+  std = np.sqrt(np.bincount(task_R, weights=centered**2, minlength=num_tasks) / safe_n)
+  # A task whose scores are all equal carries no ranking signal: map it to zeros, not NaN.
+  std_R = std[task_R]
+  return np.divide(centered, std_R, out=np.zeros_like(centered), where=std_R > 0)
+
+
+def _gauss_rank(score_R, task_R, num_tasks):
+  n = _group_sizes(task_R, num_tasks)[task_R]
+  return scipy.special.ndtri((_average_rank(score_R, task_R) - 0.5) / n)
+
+
+_NORMALIZERS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
+    "percentile": _percentile,
+    "zscore": _zscore,
+    "gauss_rank": _gauss_rank,
+}
+
+
+def normalize_scores(score_R: np.ndarray, task_R: np.ndarray, num_tasks: int,
+                     method: str) -> np.ndarray:
+  """Normalises scores within each task, since raw scores are not comparable across tasks.
+
+  Methods:
+    "percentile": average rank / n, in (0, 1]; tied scores share their average rank.
+    "zscore": (score - task mean) / task std (population); a task with std 0 maps to zeros.
+    "gauss_rank": inverse normal CDF of (average rank - 0.5) / n; symmetric around 0.
+
+  Args:
+    score_R: float [R] scores, higher is better; must be finite.
+    task_R: int [R] task index of each score, in [0, num_tasks).
+    num_tasks: T.
+    method: one of "percentile", "zscore", "gauss_rank".
+
+  Returns:
+    float64 [R] normalised scores, in the same order as `score_R`.
+  """
+  if method not in _NORMALIZERS:
+    raise ValueError(f"unknown normalisation {method!r}; valid: {sorted(_NORMALIZERS)}")
+  score_R = np.asarray(score_R, dtype=np.float64)
+  task_R = np.asarray(task_R)
+  if score_R.ndim != 1 or score_R.shape != task_R.shape:
+    raise ValueError(f"score_R and task_R must be 1-D of equal length, got shapes "
+                     f"{score_R.shape} and {task_R.shape}")
+  if task_R.size and (task_R.min() < 0 or task_R.max() >= num_tasks):
+    raise ValueError(f"task_R must lie in [0, {num_tasks})")
+  if not np.all(np.isfinite(score_R)):
+    raise ValueError("score_R must be finite")
+  return _NORMALIZERS[method](score_R, task_R.astype(np.int64), num_tasks)

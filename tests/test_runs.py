@@ -1,0 +1,467 @@
+"""Tests for tarch.runs: loading, validation messages, seed averaging and normalisation."""
+
+import csv
+import json
+import os
+
+import hypothesis
+import hypothesis.strategies as st
+import numpy as np
+import pandas as pd
+import pytest
+
+from tarch import runs
+from tarch.runs import MetaDatasetError
+from tarch.space import Space
+
+SPACE = {
+    "name": "toy",
+    "choices": [
+        # "0001" and "None" check that categorical values stay strings.
+        {"name": "op", "type": "categorical", "values": ["gcn", "0001", "None"]},
+        {"name": "layers", "type": "int", "low": 1, "high": 5},
+        {"name": "lr", "type": "float", "low": 1e-4, "high": 0.1, "log": True},
+    ],
+}
+RUN_COLUMNS = ["task", "op", "layers", "lr", "score", "test_score", "cost", "note"]
+# Line numbers in runs.csv: the header is line 1, so RUNS[i] is on line i + 2.
+RUNS = [
+    ["a", "gcn", "2", "0.01", "0.5", "0.4", "10", "x"],
+    ["a", "gcn", "2", "0.01", "0.7", "0.6", "20", "y"],  # a second seed of the row above
+    ["a", "0001", "3", "0.001", "0.9", "0.8", "5", ""],
+    ["b", "None", "1", "0.1", "0.2", "0.1", "1", ""],
+    ["b", "gcn", "2", "0.01", "0.3", "0.2", "2", ""],
+]
+TASK_COLUMNS = ["task", "f1", "f2"]
+TASKS = [["a", "1.0", "2.0"], ["b", "3.0", "-4.5"]]
+
+
+def _write_csv(path, columns, rows):
+  with open(path, "w", newline="") as f:
+    writer = csv.writer(f)
+    writer.writerow(columns)
+    writer.writerows(rows)
+
+
+def write_dir(root, space=SPACE, run_columns=RUN_COLUMNS, run_rows=RUNS,
+              task_columns=TASK_COLUMNS, task_rows=TASKS):
+  """Writes a meta-dataset directory from Python lists; None skips that file."""
+  os.makedirs(root, exist_ok=True)
+  if space is not None:
+    with open(os.path.join(root, "space.json"), "w") as f:
+      f.write(space if isinstance(space, str) else json.dumps(space))
+  if run_rows is not None:
+    _write_csv(os.path.join(root, "runs.csv"), run_columns, run_rows)
+  if task_rows is not None:
+    _write_csv(os.path.join(root, "tasks.csv"), task_columns, task_rows)
+  return root
+
+
+def _with(rows, i, column, value, columns=RUN_COLUMNS):
+  """Copy of `rows` with one cell replaced."""
+  rows = [list(r) for r in rows]
+  rows[i][columns.index(column)] = value
+  return rows
+
+
+def _without(columns, rows, column):
+  """Copy of the table without `column`."""
+  j = columns.index(column)
+  return [c for c in columns if c != column], [r[:j] + r[j + 1:] for r in rows]
+
+
+def _frames():
+  space = Space.from_dict(SPACE)
+  runs_df = pd.DataFrame(RUNS, columns=RUN_COLUMNS)
+  tasks_df = pd.DataFrame(TASKS, columns=TASK_COLUMNS)
+  return space, runs_df, tasks_df
+
+
+def _assert_same(m1, m2):
+  assert m1.space == m2.space
+  for field in ("task_names", "feature_names", "arch_keys"):
+    assert getattr(m1, field) == getattr(m2, field)
+  for field in ("features_TxF", "enc_AxE", "task_R", "arch_R", "score_R", "test_score_R",
+                "cost_R", "num_seeds_R"):
+    a, b = getattr(m1, field), getattr(m2, field)
+    assert a.dtype == b.dtype, field
+    np.testing.assert_array_equal(a, b, err_msg=field)
+
+
+# ------------------------------------------------------------------------------------------------
+# Valid input
+
+
+def test_load_shapes_and_seed_averaging(tmp_path):
+  m = runs.load_meta_dataset(write_dir(tmp_path))
+  assert m.task_names == ("a", "b")
+  assert m.feature_names == ("f1", "f2")
+  np.testing.assert_array_equal(m.features_TxF, [[1.0, 2.0], [3.0, -4.5]])
+  assert m.features_TxF.dtype == np.float64
+  assert m.arch_keys == ("op=gcn,layers=2,lr=0.01", "op=0001,layers=3,lr=0.001",
+                         "op=None,layers=1,lr=0.1")
+  assert (m.num_tasks, m.num_archs, m.num_features) == (2, 3, 2)
+  assert m.enc_AxE.shape == (3, m.space.dim) and m.enc_AxE.dtype == np.float32
+  np.testing.assert_array_equal(m.enc_AxE[1], m.space.encode({"op": "0001", "layers": 3,
+                                                              "lr": 0.001}))
+  # Results sorted by (task, arch); the two seeds of (a, arch 0) are averaged.
+  np.testing.assert_array_equal(m.task_R, [0, 0, 1, 1])
+  np.testing.assert_array_equal(m.arch_R, [0, 1, 0, 2])
+  np.testing.assert_allclose(m.score_R, [0.6, 0.9, 0.3, 0.2])
+  np.testing.assert_allclose(m.test_score_R, [0.5, 0.8, 0.2, 0.1])
+  np.testing.assert_allclose(m.cost_R, [15, 5, 2, 1])
+  np.testing.assert_array_equal(m.num_seeds_R, [2, 1, 1, 1])
+  assert m.task_R.dtype == m.arch_R.dtype == m.num_seeds_R.dtype == np.int32
+  assert m.score_R.dtype == m.test_score_R.dtype == m.cost_R.dtype == np.float64
+  assert m.has_cost
+  assert m.source == str(tmp_path)
+  np.testing.assert_array_equal(m.task_rows(1), [2, 3])
+  np.testing.assert_array_equal(m.arch_R[m.task_rows(1)], [0, 2])
+
+
+def test_optional_columns_absent(tmp_path):
+  columns, rows = _without(RUN_COLUMNS, RUNS, "test_score")
+  columns, rows = _without(columns, rows, "cost")
+  m = runs.load_meta_dataset(write_dir(tmp_path, run_columns=columns, run_rows=rows))
+  np.testing.assert_array_equal(m.test_score_R, m.score_R)
+  assert np.isnan(m.cost_R).all() and not m.has_cost
+
+
+def test_floats_equal_to_six_digits_are_one_architecture(tmp_path):
+  rows = _with(RUNS, 1, "lr", "0.0100000001")
+  m = runs.load_meta_dataset(write_dir(tmp_path, run_rows=rows))
+  assert m.num_archs == 3
+  np.testing.assert_array_equal(m.num_seeds_R, [2, 1, 1, 1])
+
+
+def test_csv_and_parquet_agree(tmp_path):
+  m_csv = runs.load_meta_dataset(write_dir(tmp_path / "csv"))
+  write_dir(tmp_path / "pq", run_rows=None)
+  pd.read_csv(tmp_path / "csv" / "runs.csv", dtype={"task": str, "op": str},
+              keep_default_na=False).to_parquet(tmp_path / "pq" / "runs.parquet")
+  _assert_same(m_csv, runs.load_meta_dataset(tmp_path / "pq"))
+
+
+@pytest.mark.parametrize("runs_format", ["csv", "parquet"])
+def test_write_round_trip(tmp_path, runs_format):
+  space, runs_df, tasks_df = _frames()
+  expected = runs.from_frames(space, runs_df, tasks_df)
+  runs.write_meta_dataset(tmp_path, space, runs_df, tasks_df, runs_format=runs_format)
+  _assert_same(expected, runs.load_meta_dataset(tmp_path))
+  # Switching format replaces the other runs file, so the directory still loads.
+  other = "parquet" if runs_format == "csv" else "csv"
+  runs.write_meta_dataset(tmp_path, space, runs_df, tasks_df, runs_format=other)
+  _assert_same(expected, runs.load_meta_dataset(tmp_path))
+  assert not [f for f in os.listdir(tmp_path) if f.endswith(".tmp")]
+
+
+def test_write_rejects_invalid_tables_and_writes_nothing(tmp_path):
+  space, runs_df, tasks_df = _frames()
+  runs_df.loc[3, "op"] = "gat"
+  with pytest.raises(MetaDatasetError, match=r"runs\.parquet, row 3, column 'op'"):
+    runs.write_meta_dataset(tmp_path / "out", space, runs_df, tasks_df)
+  assert not (tmp_path / "out").exists()
+  with pytest.raises(ValueError, match="runs_format"):
+    runs.write_meta_dataset(tmp_path / "out", *_frames(), runs_format="json")
+
+
+def test_from_frames_accepts_non_string_categoricals():
+  space = Space.from_dict({"name": "s", "choices": [
+      {"name": "width", "type": "categorical", "values": ["16", "32"]}]})
+  runs_df = pd.DataFrame({"task": ["t", "t"], "width": [16, 32], "score": [1.0, 2.0]},
+                         index=[10, 20])  # a non-default index must not matter
+  tasks_df = pd.DataFrame({"task": ["t"], "f": [0.0]})
+  m = runs.from_frames(space, runs_df, tasks_df)
+  assert m.arch_keys == ("width=16", "width=32")
+  assert m.source == ""
+
+
+# ------------------------------------------------------------------------------------------------
+# Invalid runs
+
+
+@pytest.mark.parametrize("row, column, value, problem", [
+    (2, "op", "gat", r"unknown value 'gat'; valid: \['gcn', '0001', 'None'\]"),
+    (2, "op", "", r"unknown value ''"),
+    (2, "op", "1", r"unknown value '1'"),
+    (3, "layers", "7", r"outside \[1, 5\]"),
+    (3, "layers", "0", r"outside \[1, 5\]"),
+    (3, "layers", "2.5", r"expected an integer"),
+    (3, "layers", "two", r"must be a number, got 'two'"),
+    (1, "lr", "1.0", r"outside \[0\.0001, 0\.1\]"),
+    (1, "lr", "", r"must be a number, got ''"),
+    (1, "lr", "nan", r"outside"),
+    (4, "score", "nan", r"score must be finite"),
+    (4, "score", "inf", r"score must be finite"),
+    (4, "score", "high", r"score must be a number"),
+    (0, "test_score", "-inf", r"test score must be finite"),
+    (0, "cost", "-1", r"cost must be >= 0"),
+    (0, "cost", "nan", r"cost must be finite"),
+    (3, "task", "", r"empty task name"),
+    (3, "task", "  ", r"empty task name"),
+    (3, "task", "zzz", r"task 'zzz' is not in .*tasks\.csv"),
+])
+def test_bad_runs_cell(tmp_path, row, column, value, problem):
+  write_dir(tmp_path, run_rows=_with(RUNS, row, column, value))
+  line = row + 2
+  with pytest.raises(MetaDatasetError, match=rf"runs\.csv, line {line}, column '{column}': .*"
+                     + problem):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_error_reports_first_row_and_count(tmp_path):
+  rows = _with(_with(RUNS, 1, "op", "gat"), 3, "op", "gin")
+  write_dir(tmp_path, run_rows=rows)
+  with pytest.raises(MetaDatasetError, match=r"line 3, column 'op'.*'gat'.*\(1 more such row\)"):
+    runs.load_meta_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("column", ["task", "op", "layers", "lr", "score"])
+def test_missing_required_column(tmp_path, column):
+  columns, rows = _without(RUN_COLUMNS, RUNS, column)
+  write_dir(tmp_path, run_columns=columns, run_rows=rows)
+  with pytest.raises(MetaDatasetError,
+                     match=rf"runs\.csv, line 1 \(header\), column '{column}': missing"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_runs_without_rows(tmp_path):
+  write_dir(tmp_path, run_rows=[])
+  with pytest.raises(MetaDatasetError, match=r"runs\.csv: no runs"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_empty_runs_file(tmp_path):
+  write_dir(tmp_path)
+  (tmp_path / "runs.csv").write_text("")
+  with pytest.raises(MetaDatasetError, match=r"runs\.csv: empty file"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_short_row_is_a_missing_value(tmp_path):
+  write_dir(tmp_path)
+  with open(tmp_path / "runs.csv", "a") as f:
+    f.write("b,gcn\n")
+  with pytest.raises(MetaDatasetError, match=r"runs\.csv, line 7, column 'layers'"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_line_numbers_survive_blank_lines_and_quoted_newlines(tmp_path):
+  write_dir(tmp_path)
+  text = (tmp_path / "runs.csv").read_text().splitlines()
+  # A blank line after line 2 and a note spanning two lines on (new) line 5.
+  text[2] = text[2].replace(",y", ',"multi\nline"')
+  text.insert(2, "")
+  text.append("b,gat,2,0.01,0.3,0.2,2,")
+  (tmp_path / "runs.csv").write_text("\n".join(text) + "\n")
+  with pytest.raises(MetaDatasetError, match=r"runs\.csv, line 9, column 'op': unknown value"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_parquet_errors_name_the_data_row(tmp_path):
+  write_dir(tmp_path, run_rows=None)
+  pd.DataFrame(_with(RUNS, 2, "score", "nan"), columns=RUN_COLUMNS).astype(
+      {"score": float}).to_parquet(tmp_path / "runs.parquet")
+  with pytest.raises(MetaDatasetError, match=r"runs\.parquet, row 2, column 'score': score must"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_from_frames_names_sources():
+  space, runs_df, tasks_df = _frames()
+  runs_df.loc[4, "layers"] = "9"
+  with pytest.raises(MetaDatasetError, match=r"my_runs\.csv, line 6, column 'layers'"):
+    runs.from_frames(space, runs_df, tasks_df, runs_source="my_runs.csv")
+  with pytest.raises(MetaDatasetError, match=r"x\.parquet, row 4, column 'layers'"):
+    runs.from_frames(space, runs_df, tasks_df, runs_source="x.parquet")
+
+
+def test_choice_named_like_a_runs_column_is_rejected():
+  space = Space.from_dict({"name": "s", "choices": [
+      {"name": "score", "type": "int", "low": 1, "high": 3}]})
+  with pytest.raises(MetaDatasetError, match="'score'"):
+    runs.from_frames(space, pd.DataFrame({"task": ["t"], "score": [1.0]}),
+                     pd.DataFrame({"task": ["t"], "f": [0.0]}))
+
+
+# ------------------------------------------------------------------------------------------------
+# Invalid tasks
+
+
+def test_task_without_runs(tmp_path):
+  write_dir(tmp_path, task_rows=TASKS + [["c", "0", "0"]])
+  with pytest.raises(MetaDatasetError,
+                     match=r"tasks\.csv, line 4, column 'task': task 'c' has no rows in .*runs"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_duplicate_task(tmp_path):
+  write_dir(tmp_path, task_rows=TASKS + [["a", "0", "0"]])
+  with pytest.raises(MetaDatasetError,
+                     match=r"tasks\.csv, line 4, column 'task': duplicate task 'a' .*line 2"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_empty_task_in_tasks_csv(tmp_path):
+  write_dir(tmp_path, task_rows=[["a", "1", "2"], ["", "1", "2"], ["b", "1", "2"]])
+  with pytest.raises(MetaDatasetError, match=r"tasks\.csv, line 3, column 'task': empty task"):
+    runs.load_meta_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("value, problem", [
+    ("abc", "must be a number, got 'abc'"), ("", "must be a number"), ("inf", "must be finite"),
+    ("NaN", "must be finite")])
+def test_bad_meta_feature(tmp_path, value, problem):
+  write_dir(tmp_path, task_rows=_with(TASKS, 1, "f2", value, columns=TASK_COLUMNS))
+  with pytest.raises(MetaDatasetError, match=rf"tasks\.csv, line 3, column 'f2': .*{problem}"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_tasks_without_features(tmp_path):
+  write_dir(tmp_path, task_columns=["task"], task_rows=[["a"], ["b"]])
+  with pytest.raises(MetaDatasetError, match=r"tasks\.csv, line 1 \(header\): no meta-feature"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_tasks_without_task_column(tmp_path):
+  write_dir(tmp_path, task_columns=["name", "f1", "f2"])
+  with pytest.raises(MetaDatasetError, match=r"tasks\.csv, line 1 \(header\), column 'task'"):
+    runs.load_meta_dataset(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------
+# Missing files and bad space.json
+
+
+@pytest.mark.parametrize("kwargs, missing", [
+    ({"space": None}, "space.json"),
+    ({"task_rows": None}, "tasks.csv"),
+    ({"run_rows": None}, "runs.csv or runs.parquet"),
+    ({"space": None, "task_rows": None}, "space.json, tasks.csv"),
+])
+def test_missing_files(tmp_path, kwargs, missing):
+  write_dir(tmp_path, **kwargs)
+  with pytest.raises(MetaDatasetError, match=rf"missing {missing}"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_not_a_directory(tmp_path):
+  with pytest.raises(MetaDatasetError, match="not a directory"):
+    runs.load_meta_dataset(tmp_path / "nope")
+
+
+def test_both_runs_files(tmp_path):
+  write_dir(tmp_path)
+  pd.DataFrame(RUNS, columns=RUN_COLUMNS).to_parquet(tmp_path / "runs.parquet")
+  with pytest.raises(MetaDatasetError, match=r"both runs\.csv and runs\.parquet"):
+    runs.load_meta_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("space", [
+    "{not json",
+    {"name": "s", "choices": []},
+    {"name": "s", "choices": [SPACE["choices"][0], SPACE["choices"][0]]},
+    {"name": "s", "choices": [{"name": "x", "type": "int", "low": 3, "high": 1}]},
+])
+def test_bad_space_json(tmp_path, space):
+  write_dir(tmp_path, space=space)
+  with pytest.raises(MetaDatasetError, match=r"space\.json"):
+    runs.load_meta_dataset(tmp_path)
+
+
+# ------------------------------------------------------------------------------------------------
+# select_tasks
+
+
+def test_select_tasks(tmp_path):
+  m = runs.load_meta_dataset(write_dir(tmp_path))
+  sub = m.select_tasks(["b"])
+  assert sub.task_names == ("b",) and sub.arch_keys == m.arch_keys
+  np.testing.assert_array_equal(sub.features_TxF, [[3.0, -4.5]])
+  np.testing.assert_array_equal(sub.task_R, [0, 0])
+  np.testing.assert_array_equal(sub.arch_R, [0, 2])
+  np.testing.assert_allclose(sub.score_R, [0.3, 0.2])
+
+  rev = m.select_tasks([1, "a"])  # indices and names, in the order given
+  assert rev.task_names == ("b", "a")
+  for new, old in ((0, 1), (1, 0)):
+    np.testing.assert_array_equal(rev.arch_R[rev.task_rows(new)], m.arch_R[m.task_rows(old)])
+    np.testing.assert_array_equal(rev.score_R[rev.task_rows(new)], m.score_R[m.task_rows(old)])
+    np.testing.assert_array_equal(rev.features_TxF[new], m.features_TxF[old])
+
+  assert m.select_tasks([]).score_R.shape == (0,)
+  with pytest.raises(ValueError, match="unknown task 'zzz'"):
+    m.select_tasks(["zzz"])
+  with pytest.raises(ValueError, match="out of range"):
+    m.select_tasks([2])
+  with pytest.raises(ValueError, match="more than once"):
+    m.select_tasks(["a", 0])
+
+
+# ------------------------------------------------------------------------------------------------
+# normalize_scores
+
+_groups = st.lists(
+    st.lists(st.integers(-5, 5).map(float), min_size=1, max_size=8), min_size=1, max_size=4)
+
+
+def _flatten(groups):
+  score = np.array([s for g in groups for s in g])
+  task = np.array([t for t, g in enumerate(groups) for _ in g])
+  return score, task
+
+
+def _assert_monotone_per_task(score, task, out):
+  for t in np.unique(task):
+    s, o = score[task == t], out[task == t]
+    ds, do = s[:, None] - s[None, :], o[:, None] - o[None, :]
+    assert np.all(np.sign(ds) == np.sign(np.where(np.abs(do) < 1e-12, 0, do)))
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(_groups)
+def test_percentile_properties(groups):
+  score, task = _flatten(groups)
+  out = runs.normalize_scores(score, task, len(groups), "percentile")
+  assert np.all(out > 0) and np.all(out <= 1)
+  _assert_monotone_per_task(score, task, out)
+  for t in range(len(groups)):
+    assert out[task == t].max() == 1.0 or np.unique(score[task == t]).size < (task == t).sum()
+
+
+def test_percentile_ties_average():
+  out = runs.normalize_scores([1.0, 1.0, 2.0, 5.0], [0, 0, 0, 1], 2, "percentile")
+  np.testing.assert_allclose(out, [0.5, 0.5, 1.0, 1.0])
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(_groups)
+def test_zscore_properties(groups):
+  score, task = _flatten(groups)
+  out = runs.normalize_scores(score, task, len(groups), "zscore")
+  for t in range(len(groups)):
+    o = out[task == t]
+    if np.ptp(score[task == t]) == 0:
+      np.testing.assert_array_equal(o, 0.0)
+    else:
+      np.testing.assert_allclose([o.mean(), o.std()], [0.0, 1.0], atol=1e-9)
+  _assert_monotone_per_task(score, task, out)
+
+
+@hypothesis.settings(max_examples=60, deadline=None)
+@hypothesis.given(_groups)
+def test_gauss_rank_properties(groups):
+  score, task = _flatten(groups)
+  out = runs.normalize_scores(score, task, len(groups), "gauss_rank")
+  assert np.all(np.isfinite(out))
+  _assert_monotone_per_task(score, task, out)
+  flipped = runs.normalize_scores(-score, task, len(groups), "gauss_rank")
+  np.testing.assert_allclose(flipped, -out, atol=1e-12)
+
+
+def test_normalize_rejects_bad_input():
+  with pytest.raises(ValueError, match=r"valid: \['gauss_rank', 'percentile', 'zscore'\]"):
+    runs.normalize_scores([1.0], [0], 1, "rank")
+  with pytest.raises(ValueError, match="finite"):
+    runs.normalize_scores([np.nan], [0], 1, "zscore")
+  with pytest.raises(ValueError, match=r"\[0, 1\)"):
+    runs.normalize_scores([1.0], [1], 1, "zscore")
