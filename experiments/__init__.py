@@ -1,0 +1,1 @@
+"""Experiment binaries (absl flags + ml_collections configs) built on the tarch library."""

@@ -1,0 +1,1 @@
+"""Adapters that convert published benchmark tables to the tarch meta-dataset format."""

@@ -1,0 +1,145 @@
+"""`tarch.infer`: architecture inference for a new task by gradient ascent through V.
+
+For a task's meta-features, many random relaxed architectures (softmax logits per categorical
+choice, a pre-sigmoid scalar per numeric choice) are ascended on the trained value network with
+`jax.grad` (the network fixed), all restarts in one `jax.vmap`, while the softmax temperature is
+annealed toward one-hot. Restart r follows ensemble member r mod M, so the restarts explore where
+the members disagree at the cost of one network each; every candidate is then re-scored by the
+whole ensemble. The optima are discretised (or, with a candidate pool, projected onto their
+nearest pool member), deduplicated, re-scored and returned best first.
+
+Everything from the random starts to the top-k indices is one jit-compiled function; only
+decoding the winners to dictionaries happens on the host.
+
+Shape letters: R restarts, E encoding width, F meta-features, P pool members, K returned.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tarch import value_net as vn
+from tarch.meta_train import ValueModel
+from tarch.space import Space
+
+
+@dataclasses.dataclass(frozen=True)
+class InferConfig:
+  """Settings of the ascent. Hashable: a static argument of the compiled inference."""
+
+  num_restarts: int = 64  # R random starts, ascended side by side
+  num_steps: int = 200  # ascent steps per restart
+  learning_rate: float = 0.1  # Adam step size on the relaxed parameters
+  init_scale: float = 1.0  # std of the random initial logits
+  temperature_start: float = 1.0  # softmax temperature at the first step
+  temperature_end: float = 0.1  # ... annealed geometrically to this at the last step
+  top_k: int = 10  # architectures returned
+
+
+@dataclasses.dataclass(frozen=True)
+class Inference:
+  """The result of `infer`, best first."""
+
+  architectures: list[dict[str, Any]]  # decoded architectures
+  encodings: np.ndarray  # float32 [K, E]
+  predicted: np.ndarray  # float32 [K] ensemble-mean predicted (normalised) score
+  pool_indices: np.ndarray | None  # int [K] rows of the candidate pool, when one was given
+
+
+def _ascend_one(config: vn.ValueNetConfig, infer_config: InferConfig, space: Space,
+                params, mf_F, theta_E):
+  """Gradient ascent of one relaxed architecture on one member; returns the relaxed optimum."""
+  net = vn.ValueNet(config)
+  steps = infer_config.num_steps
+  log_t = jnp.linspace(jnp.log(infer_config.temperature_start),
+                       jnp.log(infer_config.temperature_end), steps)
+  optimizer = optax.adam(infer_config.learning_rate)
+
+  def neg_value(theta, temperature):
+    return -net.apply(params, mf_F, space.relax(theta, temperature))
+
+  def step(carry, log_temperature):
+    theta, opt_state = carry
+    grad = jax.grad(neg_value)(theta, jnp.exp(log_temperature))
+    updates, opt_state = optimizer.update(grad, opt_state, theta)
+    return (optax.apply_updates(theta, updates), opt_state), None
+
+  (theta, _), _ = jax.lax.scan(step, (theta_E, optimizer.init(theta_E)), log_t)
+  return space.relax(theta, infer_config.temperature_end)
+
+
+def _first_occurrence(same_RxR: jax.Array) -> jax.Array:
+  """True for candidates equal to no earlier one, given pairwise equality (dedup inside jit)."""
+  return ~jnp.tril(same_RxR, k=-1).any(axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("space", "infer_config", "config"))
+def _infer_arrays(space: Space, infer_config: InferConfig, config: vn.ValueNetConfig, params_M,
+                  mf_F, key, pool_PxE):
+  """The compiled core: returns (candidate encodings [K, E], values [K], pool rows [K], valid)."""
+  num_members = jax.tree.leaves(params_M)[0].shape[0]
+  r = infer_config.num_restarts
+  theta_RxE = infer_config.init_scale * jax.random.normal(key, (r, space.dim))
+  member_R = jnp.arange(r) % num_members
+  params_R = jax.tree.map(lambda x: x[member_R], params_M)
+  relaxed_RxE = jax.vmap(
+      lambda p, th: _ascend_one(config, infer_config, space, p, mf_F, th))(params_R, theta_RxE)
+
+  if pool_PxE is None:
+    cand_RxE = space.discretize(relaxed_RxE)
+    ids_RxE = jnp.round(cand_RxE * 1e4).astype(jnp.int32)  # floats equal to 1e-4 of range
+    unique_R = _first_occurrence(jnp.all(ids_RxE[:, None] == ids_RxE[None, :], -1))
+    rows_R = jnp.full((r,), -1)
+  else:
+    # Nearest pool member in encoding space: for one-hot blocks this maximises the summed
+    # probability the relaxed optimum puts on the member's choices.
+    dist_RxP = (jnp.sum(relaxed_RxE**2, -1, keepdims=True) - 2 * relaxed_RxE @ pool_PxE.T
+                + jnp.sum(pool_PxE**2, -1)[None])
+    rows_R = jnp.argmin(dist_RxP, axis=1)
+    cand_RxE = pool_PxE[rows_R]
+    unique_R = _first_occurrence(rows_R[:, None] == rows_R[None, :])
+
+  values_R = vn.apply_ensemble(config, params_M, mf_F, cand_RxE).mean(0)
+  values_R = jnp.where(unique_R, values_R, -jnp.inf)
+  k = min(infer_config.top_k, r)
+  top_values, top = jax.lax.top_k(values_R, k)
+  return cand_RxE[top], top_values, rows_R[top], jnp.isfinite(top_values)
+
+
+def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
+          config: InferConfig = InferConfig(), pool_PxE=None) -> Inference:
+  """Infers the best architectures for a task from its meta-features alone.
+
+  Args:
+    model: a trained value-network ensemble (`tarch.meta_train.fit` or `restore`).
+    space: the search space the model was trained on.
+    features_F: the task's raw meta-features (same columns as the training tasks.csv).
+    key: a `jax.random.key` for the random starts.
+    config: ascent settings.
+    pool_PxE: optional encodings of the allowed architectures; then only pool members are
+      returned (each ascent optimum is projected onto its nearest member).
+
+  Returns:
+    An `Inference` with up to `config.top_k` distinct architectures, best predicted first.
+  """
+  features_F = jnp.asarray(features_F, jnp.float32)
+  if features_F.shape != model.scaler.mean_F.shape:
+    raise ValueError(f"expected {model.scaler.mean_F.shape[0]} meta-features, got shape "
+                     f"{features_F.shape}")
+  if pool_PxE is not None:
+    pool_PxE = jnp.asarray(pool_PxE, jnp.float32)
+    if pool_PxE.ndim != 2 or pool_PxE.shape[1] != space.dim or pool_PxE.shape[0] == 0:
+      raise ValueError(f"pool must have shape [P>0, {space.dim}], got {pool_PxE.shape}")
+  enc, values, rows, valid = jax.device_get(_infer_arrays(
+      space, config, model.config, model.params, model.scaler(features_F), key, pool_PxE))
+  enc, values, rows = enc[valid], values[valid], rows[valid]
+  return Inference(
+      architectures=space.decode_many(enc), encodings=enc, predicted=values,
+      pool_indices=rows if pool_PxE is not None else None)

@@ -1,0 +1,306 @@
+"""Meta-training: fit an ensemble of value networks on a runs table.
+
+The ensemble is trained as one vmapped, jit-compiled program. Each member holds out a different
+slice of the training tasks and early-stops on its loss there, so the ensemble is both
+cross-validated and bagged over tasks, and no data is thrown away overall. Batches are drawn
+task-balanced (a task, then a row of that task), so a task with few results still counts as
+much as one with many.
+
+Which tasks a run may learn from is an input *mask* over all tasks of the meta-dataset, never a
+reshaped table. So every leave-one-task-out fold has the same array shapes and reuses one
+compiled program, and whole fold simulations could be `jax.vmap`ed together.
+
+Shape letters: T tasks, F meta-features, R results, A architectures, E encoding width,
+M ensemble members, B batch, K evaluation rows per member.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from tarch import runs as runs_lib
+from tarch import value_net as vn
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+  """How the ensemble is trained. Hashable: a static argument of the compiled step."""
+
+  loss: str = "mse"  # one of value_net.LOSSES
+  target: str = "zscore"  # per-task normalisation, one of runs.normalize_scores' methods
+  ensemble_size: int = 8  # members M, trained side by side in one vmapped program
+  holdout_tasks: int = 1  # training tasks each member holds out for early stopping
+  num_steps: int = 1500  # maximum optimiser steps per member
+  eval_every: int = 100  # steps between early-stopping evaluations
+  patience: int = 5  # evaluations without improvement (of every member) before stopping
+  batch_size: int = 256  # (task, architecture) pairs per step and member
+  eval_size: int = 2048  # held-out pairs per member for early stopping
+  learning_rate: float = 3e-3  # peak of a cosine schedule
+  weight_decay: float = 1e-4  # AdamW decoupled weight decay
+  meta_feature_dropout: float = 0.5  # probability of replacing a sample's meta-features by the
+  # training mean (zeros after standardisation): teaches V its across-task prior
+  seed: int = 0
+
+
+@flax.struct.dataclass
+class FeatureScaler:
+  """Standardises meta-features with training-task statistics, clipped to their training range.
+
+  Clipping keeps a new task whose meta-features lie far outside the training tasks from driving
+  V into regions it never saw; there it falls back to the nearest seen values.
+  """
+
+  mean_F: jax.Array  # float32 [F]
+  std_F: jax.Array  # float32 [F], > 0
+  low_F: jax.Array  # float32 [F] smallest standardised training value
+  high_F: jax.Array  # float32 [F] largest standardised training value
+
+  @classmethod
+  def fit(cls, features_TxF: np.ndarray) -> FeatureScaler:
+    x = np.asarray(features_TxF, np.float64)
+    mean, std = x.mean(0), x.std(0)
+    std = np.where(std > 1e-12, std, 1.0)
+    z = (x - mean) / std
+    return cls(*(jnp.asarray(v, jnp.float32) for v in (mean, std, z.min(0), z.max(0))))
+
+  def __call__(self, mf_xF: jax.Array) -> jax.Array:
+    return jnp.clip((mf_xF - self.mean_F) / self.std_F, self.low_F, self.high_F)
+
+
+@flax.struct.dataclass
+class ValueModel:
+  """A trained ensemble: everything `tarch.infer` needs to score architectures for a task."""
+
+  params: Any  # Flax params with a leading ensemble axis [M, ...]
+  scaler: FeatureScaler
+  config: vn.ValueNetConfig = flax.struct.field(pytree_node=False)
+
+  def predict(self, features_F: jax.Array, enc_NxE: jax.Array) -> jax.Array:
+    """Ensemble-mean value `[N]` of architectures for a task with raw meta-features."""
+    return self.predict_members(features_F, enc_NxE).mean(0)
+
+  def predict_members(self, features_F: jax.Array, enc_NxE: jax.Array) -> jax.Array:
+    """Per-member values `[M, N]`."""
+    return vn.apply_ensemble(self.config, self.params, self.scaler(features_F), enc_NxE)
+
+  def value(self, mf_F: jax.Array, enc_E: jax.Array) -> jax.Array:
+    """Ensemble-mean value of one encoding for *standardised* meta-features (what ascent uses)."""
+    return vn.ensemble_value(self.config, self.params, mf_F, enc_E)
+
+  @property
+  def ensemble_size(self) -> int:
+    return jax.tree.leaves(self.params)[0].shape[0]
+
+
+class TrainData(flax.struct.PyTreeNode):
+  """Device arrays of one meta-dataset, results sorted by task. Fold-independent."""
+
+  mf_TxF: jax.Array  # float32 standardised meta-features
+  enc_AxE: jax.Array  # float32 architecture encodings
+  arch_R: jax.Array  # int32 architecture of each result
+  target_R: jax.Array  # float32 per-task normalised score
+  start_T: jax.Array  # int32 first result row of each task
+  count_T: jax.Array  # int32 results of each task
+
+
+def _sample_pairs(key, data: TrainData, task_weight_T, n: int):
+  """Draws `n` (task, row, other row) triples: task by weight, rows uniformly within it."""
+  kt, ki, kj = jax.random.split(key, 3)
+  task = jax.random.categorical(kt, jnp.log(task_weight_T), shape=(n,))
+  count, start = data.count_T[task], data.start_T[task]
+  row_i = start + jnp.floor(jax.random.uniform(ki, (n,)) * count).astype(jnp.int32)
+  row_j = start + jnp.floor(jax.random.uniform(kj, (n,)) * count).astype(jnp.int32)
+  return task, row_i, row_j
+
+
+def _batch_loss(net_config, train_config, params, data: TrainData, task, row_i, row_j, drop):
+  loss_fn = vn.get_loss(train_config.loss)
+  mf = jnp.where(drop[:, None], 0.0, data.mf_TxF[task])
+  enc_i, enc_j = data.enc_AxE[data.arch_R[row_i]], data.enc_AxE[data.arch_R[row_j]]
+  return loss_fn(net_config, params, mf, enc_i, data.target_R[row_i], enc_j,
+                 data.target_R[row_j])
+
+
+def _optimizer(train_config: TrainConfig) -> optax.GradientTransformation:
+  schedule = optax.warmup_cosine_decay_schedule(
+      0.0, train_config.learning_rate, min(100, train_config.num_steps // 10 + 1),
+      train_config.num_steps)
+  return optax.adamw(schedule, weight_decay=train_config.weight_decay)
+
+
+@functools.partial(jax.jit, static_argnames=("net_config", "train_config", "num_steps"))
+def _train_chunk(net_config, train_config, num_steps, params_M, opt_state_M, key, data,
+                 train_weight_MxT):
+  """`num_steps` optimiser steps of every member; returns new params, state and mean loss."""
+  optimizer = _optimizer(train_config)
+
+  def member_step(params, opt_state, key, weight_T):
+    k_pairs, k_drop = jax.random.split(key)
+    task, row_i, row_j = _sample_pairs(k_pairs, data, weight_T, train_config.batch_size)
+    drop = jax.random.bernoulli(k_drop, train_config.meta_feature_dropout, task.shape)
+    grad_fn = jax.value_and_grad(
+        lambda p: _batch_loss(net_config, train_config, p, data, task, row_i, row_j, drop),
+        has_aux=True)
+    (loss, _), grads = grad_fn(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  def step(carry, key):
+    params, opt_state = carry
+    keys = jax.random.split(key, train_weight_MxT.shape[0])
+    params, opt_state, loss = jax.vmap(member_step)(params, opt_state, keys, train_weight_MxT)
+    return (params, opt_state), loss
+
+  (params_M, opt_state_M), loss = jax.lax.scan(
+      step, (params_M, opt_state_M), jax.random.split(key, num_steps))
+  return params_M, opt_state_M, loss.mean(0)
+
+
+@functools.partial(jax.jit, static_argnames=("net_config", "train_config"))
+def _eval_loss(net_config, train_config, params_M, data, task_MxK, row_i_MxK, row_j_MxK):
+  """Loss of each member on its own held-out pairs (no meta-feature dropout): `[M]`."""
+  def one(params, task, row_i, row_j):
+    drop = jnp.zeros(task.shape, bool)
+    return _batch_loss(net_config, train_config, params, data, task, row_i, row_j, drop)[0]
+  return jax.vmap(one)(params_M, task_MxK, row_i_MxK, row_j_MxK)
+
+
+def _holdout_masks(train_mask_T: np.ndarray, train_config: TrainConfig, rng) -> tuple:
+  """Per-member (fit weight, held-out mask) over tasks; members rotate through the tasks."""
+  tasks = np.flatnonzero(train_mask_T)
+  m, k = train_config.ensemble_size, train_config.holdout_tasks
+  fit_w = np.tile(train_mask_T.astype(np.float32), (m, 1))
+  held = np.zeros_like(fit_w, dtype=bool)
+  if len(tasks) <= k or k == 0:
+    held[:] = train_mask_T  # Too few tasks to hold any out: early-stop on training loss.
+    return fit_w, held
+  order = rng.permutation(tasks)
+  for member in range(m):
+    out = order[(member * k + np.arange(k)) % len(order)]
+    fit_w[member, out] = 0.0
+    held[member, out] = True
+  return fit_w, held
+
+
+def prepare_data(ds: runs_lib.MetaDataset, target: str, scaler: FeatureScaler) -> TrainData:
+  """Device arrays for training; `scaler` standardises the meta-features."""
+  order = np.lexsort((ds.arch_R, ds.task_R))
+  task_R = ds.task_R[order]
+  target_R = runs_lib.normalize_scores(ds.score_R[order], task_R, ds.num_tasks, target)
+  count = np.bincount(task_R, minlength=ds.num_tasks)
+  start = np.concatenate([[0], np.cumsum(count)[:-1]])
+  return TrainData(
+      mf_TxF=scaler(jnp.asarray(ds.features_TxF, jnp.float32)),
+      enc_AxE=jnp.asarray(ds.enc_AxE, jnp.float32),
+      arch_R=jnp.asarray(ds.arch_R[order], jnp.int32),
+      target_R=jnp.asarray(target_R, jnp.float32),
+      start_T=jnp.asarray(start, jnp.int32),
+      count_T=jnp.asarray(count, jnp.int32))
+
+
+def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: TrainConfig,
+        train_tasks=None, progress: Callable[[dict], None] | None = None
+        ) -> tuple[ValueModel, list[dict]]:
+  """Trains the value-network ensemble on the results of `train_tasks`.
+
+  Args:
+    ds: the meta-dataset (all tasks; the others are masked out, so shapes do not depend on the
+      choice of training tasks and folds share one compiled program).
+    net_config: architecture of V.
+    train_config: optimisation settings.
+    train_tasks: indices or names of the tasks to learn from; default all.
+    progress: called after each evaluation with a dict (step, train_loss, val_loss, best).
+
+  Returns:
+    The trained `ValueModel` (each member at its best held-out step) and the history of dicts.
+  """
+  if train_config.ensemble_size < 1:
+    raise ValueError("ensemble_size must be >= 1")
+  mask_T = np.zeros(ds.num_tasks, bool)
+  if train_tasks is None:
+    mask_T[:] = True
+  else:
+    index = {n: i for i, n in enumerate(ds.task_names)}
+    mask_T[[index[t] if isinstance(t, str) else int(t) for t in train_tasks]] = True
+  if not mask_T.any():
+    raise ValueError("fit needs at least one training task")
+  scaler = FeatureScaler.fit(ds.features_TxF[mask_T])
+  data = prepare_data(ds, train_config.target, scaler)
+  rng = np.random.default_rng(train_config.seed)
+  fit_w, held = _holdout_masks(mask_T, train_config, rng)
+
+  key = jax.random.key(train_config.seed)
+  key, k_init, k_eval = jax.random.split(key, 3)
+  params = jax.vmap(lambda k: vn.init_params(
+      net_config, k, ds.num_features, ds.space.dim))(jax.random.split(k_init, len(fit_w)))
+  opt_state = jax.vmap(_optimizer(train_config).init)(params)
+  held_w = jnp.asarray(held, jnp.float32)
+  eval_pairs = jax.vmap(lambda k, w: _sample_pairs(k, data, w, train_config.eval_size))(
+      jax.random.split(k_eval, len(fit_w)), held_w)
+
+  best_params, best_loss = params, np.full(len(fit_w), np.inf)
+  history, stale, step = [], 0, 0
+  fit_w = jnp.asarray(fit_w)
+  while step < train_config.num_steps and stale < train_config.patience:
+    n = min(train_config.eval_every, train_config.num_steps - step)
+    key, k = jax.random.split(key)
+    params, opt_state, train_loss = _train_chunk(
+        net_config, train_config, n, params, opt_state, k, data, fit_w)
+    step += n
+    val_loss = np.asarray(_eval_loss(net_config, train_config, params, data, *eval_pairs))
+    better = val_loss < best_loss
+    best_loss = np.where(better, val_loss, best_loss)
+    best_params = jax.tree.map(
+        lambda new, old: jnp.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
+        params, best_params)
+    stale = 0 if better.any() else stale + 1
+    record = {"step": step, "train_loss": float(np.mean(train_loss)),
+              "val_loss": float(np.mean(val_loss)), "best_val_loss": float(np.mean(best_loss))}
+    history.append(record)
+    if progress is not None:
+      progress(record)
+  return ValueModel(params=best_params, scaler=scaler, config=net_config), history
+
+
+# -------------------------------------------------------------------------------- save / restore
+
+
+def save(model: ValueModel, directory: str | os.PathLike) -> None:
+  """Writes a ValueModel with Orbax (arrays) plus `value_net.json` (its static config)."""
+  import orbax.checkpoint as ocp  # Imported lazily: Orbax is slow to import and rarely needed.
+
+  directory = os.path.abspath(directory)
+  os.makedirs(directory, exist_ok=True)
+  state = {"params": model.params, "scaler": dataclasses.asdict(model.scaler)}
+  with ocp.StandardCheckpointer() as ckpt:
+    ckpt.save(os.path.join(directory, "state"), state, force=True)
+  config = dataclasses.asdict(model.config)
+  tmp = os.path.join(directory, "value_net.json.tmp")
+  with open(tmp, "w") as f:
+    json.dump(config, f, indent=2)
+  os.replace(tmp, os.path.join(directory, "value_net.json"))
+
+
+def restore(directory: str | os.PathLike) -> ValueModel:
+  """Reads a ValueModel written by `save`."""
+  import orbax.checkpoint as ocp
+
+  directory = os.path.abspath(directory)
+  with open(os.path.join(directory, "value_net.json")) as f:
+    raw = json.load(f)
+  config = vn.ValueNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
+  with ocp.StandardCheckpointer() as ckpt:
+    state = ckpt.restore(os.path.join(directory, "state"))
+  return ValueModel(params=state["params"], scaler=FeatureScaler(**state["scaler"]),
+                    config=config)

@@ -1,0 +1,92 @@
+"""tarch.infer: gradient ascent, projection to a pool, deduplication, compile-once."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tarch import infer as infer_lib
+from tarch import meta_train
+from tarch import value_net as vn
+
+CONFIG = infer_lib.InferConfig(num_restarts=16, num_steps=60, top_k=5)
+
+
+@pytest.fixture(scope="module")
+def model(synthetic_ds):
+  net = vn.ValueNetConfig(arch_hidden=(32, 32), task_hidden=(8,))
+  train = meta_train.TrainConfig(ensemble_size=2, num_steps=200, eval_every=50, batch_size=64,
+                                 eval_size=256)
+  return meta_train.fit(synthetic_ds, net, train, train_tasks=range(5))[0]
+
+
+def _features(ds, task=5):
+  return jnp.asarray(ds.features_TxF[task], jnp.float32)
+
+
+def test_ascent_increases_value(synthetic_ds, model):
+  space = synthetic_ds.space
+  mf = model.scaler(_features(synthetic_ds))
+  params0 = jax.tree.map(lambda x: x[0], model.params)
+  net = vn.ValueNet(model.config)
+  theta = jax.random.normal(jax.random.key(1), (8, space.dim))
+  optimum = jax.vmap(lambda th: infer_lib._ascend_one(
+      model.config, CONFIG, space, params0, mf, th))(theta)
+  before = net.apply(params0, mf, space.relax(theta, CONFIG.temperature_start))
+  after = net.apply(params0, mf, optimum)
+  assert np.all(np.asarray(after) > np.asarray(before))
+
+
+def test_infer_returns_distinct_valid_architectures_best_first(synthetic_ds, model):
+  space = synthetic_ds.space
+  result = infer_lib.infer(model, space, _features(synthetic_ds), jax.random.key(0), CONFIG)
+  assert 1 <= len(result.architectures) <= CONFIG.top_k
+  assert result.pool_indices is None
+  for arch in result.architectures:
+    space.validate(arch)
+  keys = [space.format(a) for a in result.architectures]
+  assert len(set(keys)) == len(keys)
+  assert np.all(np.diff(result.predicted) <= 1e-6)
+  # The reported value is the ensemble's value of the returned (discrete) architecture.
+  np.testing.assert_allclose(
+      model.predict(_features(synthetic_ds), jnp.asarray(result.encodings)), result.predicted,
+      rtol=1e-5, atol=1e-5)
+
+
+def test_infer_beats_random_architectures(synthetic_ds, model):
+  space = synthetic_ds.space
+  result = infer_lib.infer(model, space, _features(synthetic_ds), jax.random.key(0), CONFIG)
+  random_enc = space.sample(jax.random.key(3), 256)
+  random_values = np.asarray(model.predict(_features(synthetic_ds), random_enc))
+  assert result.predicted[0] >= np.quantile(random_values, 0.95)
+
+
+def test_infer_with_pool_returns_only_pool_members(synthetic_ds, model):
+  rows = synthetic_ds.task_rows(5)
+  pool = synthetic_ds.enc_AxE[synthetic_ds.arch_R[rows]]
+  result = infer_lib.infer(model, synthetic_ds.space, _features(synthetic_ds),
+                           jax.random.key(0), CONFIG, pool_PxE=pool)
+  assert len(set(result.pool_indices.tolist())) == len(result.pool_indices)
+  np.testing.assert_array_equal(result.encodings, pool[result.pool_indices])
+  values = np.asarray(model.predict(_features(synthetic_ds), jnp.asarray(pool)))
+  np.testing.assert_allclose(values[result.pool_indices], result.predicted, rtol=1e-5,
+                             atol=1e-5)
+
+
+def test_infer_compiles_once_for_same_shapes(synthetic_ds, model):
+  config = dataclasses.replace(CONFIG, num_steps=7)  # a shape no other test compiles
+  before = infer_lib._infer_arrays._cache_size()
+  for seed, task in [(0, 4), (1, 5), (2, 3)]:
+    infer_lib.infer(model, synthetic_ds.space, _features(synthetic_ds, task),
+                    jax.random.key(seed), config)
+  assert infer_lib._infer_arrays._cache_size() == before + 1
+
+
+def test_infer_rejects_wrong_shapes(synthetic_ds, model):
+  with pytest.raises(ValueError, match="expected 3 meta-features"):
+    infer_lib.infer(model, synthetic_ds.space, jnp.zeros(4), jax.random.key(0), CONFIG)
+  with pytest.raises(ValueError, match="pool must have shape"):
+    infer_lib.infer(model, synthetic_ds.space, _features(synthetic_ds), jax.random.key(0),
+                    CONFIG, pool_PxE=np.zeros((3, 2)))

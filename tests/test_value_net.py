@@ -1,0 +1,84 @@
+"""Value network, meta-training and save/restore."""
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.stats
+
+from tarch import meta_train
+from tarch import value_net as vn
+
+NET = vn.ValueNetConfig(arch_hidden=(32, 32), task_hidden=(8,))
+TRAIN = meta_train.TrainConfig(ensemble_size=3, num_steps=300, eval_every=50, batch_size=64,
+                               eval_size=256, patience=100)
+
+
+@pytest.fixture(scope="module")
+def fitted(synthetic_ds):
+  return meta_train.fit(synthetic_ds, NET, TRAIN, train_tasks=range(5))
+
+
+def test_fit_learns_the_training_tasks(synthetic_ds, fitted):
+  model, history = fitted
+  assert history[-1]["train_loss"] < history[0]["train_loss"]
+  rows = synthetic_ds.task_rows(0)
+  pred = model.predict(jnp.asarray(synthetic_ds.features_TxF[0], jnp.float32),
+                       jnp.asarray(synthetic_ds.enc_AxE[synthetic_ds.arch_R[rows]]))
+  rho = scipy.stats.spearmanr(np.asarray(pred), synthetic_ds.score_R[rows]).statistic
+  assert rho > 0.6
+
+
+def test_ensemble_members_differ(synthetic_ds, fitted):
+  model, _ = fitted
+  assert model.ensemble_size == 3
+  enc = jnp.asarray(synthetic_ds.enc_AxE[:16])
+  per_member = np.asarray(model.predict_members(jnp.zeros(3), enc))
+  assert per_member.shape == (3, 16)
+  assert np.ptp(per_member, axis=0).max() > 1e-3
+
+
+@pytest.mark.parametrize("loss", sorted(vn.LOSSES))
+def test_each_loss_trains_to_finite_values(synthetic_ds, loss):
+  config = dataclasses.replace(TRAIN, loss=loss, num_steps=60, eval_every=30)
+  model, history = meta_train.fit(synthetic_ds, NET, config, train_tasks=[0, 1, 2])
+  assert all(np.isfinite(h["train_loss"]) for h in history)
+  jax.tree.map(lambda x: np.testing.assert_array_equal(np.isfinite(x), True), model.params)
+
+
+def test_unknown_loss_is_named():
+  with pytest.raises(ValueError, match="unknown loss 'hinge'.*mse"):
+    vn.get_loss("hinge")
+
+
+def test_gradient_wrt_relaxed_architecture_is_finite_and_nonzero(synthetic_ds, fitted):
+  model, _ = fitted
+  space = synthetic_ds.space
+  mf = model.scaler(jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32))
+  theta = jax.random.normal(jax.random.key(0), (space.dim,))
+  grad = jax.grad(lambda th: model.value(mf, space.relax(th, 0.5)))(theta)
+  assert np.all(np.isfinite(grad))
+  assert np.abs(np.asarray(grad)).max() > 1e-6
+
+
+def test_scaler_clips_to_training_range():
+  scaler = meta_train.FeatureScaler.fit(np.array([[0.0, 1.0], [2.0, 3.0]]))
+  z = np.asarray(scaler(jnp.array([100.0, -100.0])))
+  np.testing.assert_allclose(z, [1.0, -1.0])
+
+
+def test_save_restore_round_trip(tmp_path, synthetic_ds, fitted):
+  model, _ = fitted
+  meta_train.save(model, tmp_path / "model")
+  restored = meta_train.restore(tmp_path / "model")
+  assert restored.config == model.config
+  f = jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32)
+  enc = jnp.asarray(synthetic_ds.enc_AxE[:32])
+  np.testing.assert_allclose(restored.predict(f, enc), model.predict(f, enc), rtol=1e-6)
+
+
+def test_fit_rejects_empty_training_set(synthetic_ds):
+  with pytest.raises(ValueError, match="at least one training task"):
+    meta_train.fit(synthetic_ds, NET, TRAIN, train_tasks=[])
