@@ -87,8 +87,11 @@ def _choice_from_dict(d: Mapping[str, Any], where: str) -> Choice:
     return Categorical(name, values)
   if kind in _NUMERIC_TYPES:
     for key in ("low", "high"):
-      if not isinstance(d.get(key), (int, float)) or isinstance(d.get(key), bool):
+      bound = d.get(key)
+      if not isinstance(bound, (int, float)) or isinstance(bound, bool):
         raise SpaceError(f"{where}: '{key}' must be a number")
+      if not math.isfinite(bound):
+        raise SpaceError(f"{where}: '{key}' must be finite, got {bound}")
     low, high, log = d["low"], d["high"], bool(d.get("log", False))
     if kind == "int" and (low != int(low) or high != int(high)):
       raise SpaceError(f"{where}: int bounds must be integers, got {low}, {high}")
@@ -201,8 +204,8 @@ class Space:
     """
     blocks = []
     for c in self.choices:
-      col = np.asarray(columns[c.name])
       if isinstance(c, Categorical):
+        col = np.asarray(columns[c.name], dtype=object)  # no coercion of mixed or NUL values
         index = {v: i for i, v in enumerate(c.values)}
         try:
           idx = np.array([index[str(v)] for v in col], dtype=np.int64)
@@ -210,7 +213,8 @@ class Space:
           raise SpaceError(f"{c.name}: unknown value {e.args[0]!r}; valid: {list(c.values)}")
         blocks.append(np.eye(c.width, dtype=np.float32)[idx])
       else:
-        blocks.append(_to_unit(c, col.astype(np.float64))[:, None].astype(np.float32))
+        col = np.asarray(columns[c.name], dtype=np.float64)
+        blocks.append(_to_unit(c, col)[:, None].astype(np.float32))
     return np.concatenate(blocks, axis=1)
 
   def decode(self, enc_E: Any) -> dict[str, Any]:
@@ -222,7 +226,8 @@ class Space:
       if isinstance(c, Categorical):
         arch[c.name] = c.values[int(np.argmax(block))]
       else:
-        value = _from_unit(c, float(np.clip(block[0], 0.0, 1.0)))
+        # Clipped: at u = 0 or 1 the exp/log round trip can miss a bound by an ulp.
+        value = min(max(_from_unit(c, float(np.clip(block[0], 0.0, 1.0))), c.low), c.high)
         arch[c.name] = int(round(value)) if isinstance(c, Integer) else float(value)
     return arch
 
@@ -287,14 +292,16 @@ class Space:
 def _to_unit(c: Integer | Float, value, xp=np):
   """Position of `value` in [0, 1] between c.low and c.high (log scale if c.log)."""
   if c.log:
-    return (xp.log(value) - math.log(c.low)) / (math.log(c.high) - math.log(c.low))
+    # log1p of the relative offset, not a difference of two logs: no cancellation in float32
+    # for narrow ranges of large values (sample and encode then agree).
+    return xp.log1p((value - c.low) / c.low) / math.log(c.high / c.low)
   return (value - c.low) / (c.high - c.low)
 
 
 def _from_unit(c: Integer | Float, u, xp=np):
   """Inverse of `_to_unit`."""
   if c.log:
-    return xp.exp(math.log(c.low) + u * (math.log(c.high) - math.log(c.low)))
+    return c.low * xp.exp(u * math.log(c.high / c.low))
   return c.low + u * (c.high - c.low)
 
 
