@@ -5,13 +5,15 @@ choice, a pre-sigmoid scalar per numeric choice) are ascended on the trained val
 `jax.grad` (the network fixed), all restarts in one `jax.vmap`, while the softmax temperature is
 annealed toward one-hot. Restart r follows ensemble member r mod M, so the restarts explore where
 the members disagree at the cost of one network each; every candidate is then re-scored by the
-whole ensemble. The optima are discretised (or, with a candidate pool, projected onto their
-nearest pool member), deduplicated, re-scored and returned best first.
+whole ensemble. The optima are discretised (or, with a candidate pool, replaced by their
+nearest pool members, the ascent having been restricted to the categorical values the pool
+uses), deduplicated, re-scored and returned best first.
 
 Everything from the random starts to the top-k indices is one jit-compiled function; only
 decoding the winners to dictionaries happens on the host.
 
-Shape letters: R restarts, E encoding width, F meta-features, P pool members, K returned.
+Shape letters: R restarts, C candidates, E encoding width, F meta-features, P pool members,
+K returned.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ import optax
 
 from tarch import value_net as vn
 from tarch.meta_train import ValueModel
-from tarch.space import Space
+from tarch.space import Categorical, Space
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +43,7 @@ class InferConfig:
   temperature_start: float = 1.0  # softmax temperature at the first step
   temperature_end: float = 0.1  # ... annealed geometrically to this at the last step
   top_k: int = 10  # architectures returned
+  pool_neighbours: int = 8  # with a pool: nearest members of each optimum re-scored by V
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,8 +57,12 @@ class Inference:
 
 
 def _ascend_one(config: vn.ValueNetConfig, infer_config: InferConfig, space: Space,
-                params, mf_F, theta_E):
-  """Gradient ascent of one relaxed architecture on one member; returns the relaxed optimum."""
+                params, mf_F, theta_E, bias_E):
+  """Gradient ascent of one relaxed architecture on one member; returns the relaxed optimum.
+
+  `bias_E` is added to the parameters before relaxing: -1e9 on categorical values that are not
+  allowed (no pool member uses them), 0 elsewhere.
+  """
   net = vn.ValueNet(config)
   steps = infer_config.num_steps
   log_t = jnp.linspace(jnp.log(infer_config.temperature_start),
@@ -63,7 +70,7 @@ def _ascend_one(config: vn.ValueNetConfig, infer_config: InferConfig, space: Spa
   optimizer = optax.adam(infer_config.learning_rate)
 
   def neg_value(theta, temperature):
-    return -net.apply(params, mf_F, space.relax(theta, temperature))
+    return -net.apply(params, mf_F, space.relax(theta + bias_E, temperature))
 
   def step(carry, log_temperature):
     theta, opt_state = carry
@@ -72,7 +79,7 @@ def _ascend_one(config: vn.ValueNetConfig, infer_config: InferConfig, space: Spa
     return (optax.apply_updates(theta, updates), opt_state), None
 
   (theta, _), _ = jax.lax.scan(step, (theta_E, optimizer.init(theta_E)), log_t)
-  return space.relax(theta, infer_config.temperature_end)
+  return space.relax(theta + bias_E, infer_config.temperature_end)
 
 
 def _first_occurrence(same_RxR: jax.Array) -> jax.Array:
@@ -89,28 +96,41 @@ def _infer_arrays(space: Space, infer_config: InferConfig, config: vn.ValueNetCo
   theta_RxE = infer_config.init_scale * jax.random.normal(key, (r, space.dim))
   member_R = jnp.arange(r) % num_members
   params_R = jax.tree.map(lambda x: x[member_R], params_M)
-  relaxed_RxE = jax.vmap(
-      lambda p, th: _ascend_one(config, infer_config, space, p, mf_F, th))(params_R, theta_RxE)
+  bias_E = jnp.zeros((space.dim,)) if pool_PxE is None else _support_bias(space, pool_PxE)
+  relaxed_RxE = jax.vmap(lambda p, th: _ascend_one(
+      config, infer_config, space, p, mf_F, th, bias_E))(params_R, theta_RxE)
 
   if pool_PxE is None:
-    cand_RxE = space.discretize(relaxed_RxE)
-    ids_RxE = jnp.round(cand_RxE * 1e4).astype(jnp.int32)  # floats equal to 1e-4 of range
-    unique_R = _first_occurrence(jnp.all(ids_RxE[:, None] == ids_RxE[None, :], -1))
-    rows_R = jnp.full((r,), -1)
+    cand_CxE = space.discretize(relaxed_RxE)
+    ids_CxE = jnp.round(cand_CxE * 1e4).astype(jnp.int32)  # floats equal to 1e-4 of range
+    unique_C = _first_occurrence(jnp.all(ids_CxE[:, None] == ids_CxE[None, :], -1))
+    rows_C = jnp.full((r,), -1)
   else:
-    # Nearest pool member in encoding space: for one-hot blocks this maximises the summed
-    # probability the relaxed optimum puts on the member's choices.
-    dist_RxP = (jnp.sum(relaxed_RxE**2, -1, keepdims=True) - 2 * relaxed_RxE @ pool_PxE.T
-                + jnp.sum(pool_PxE**2, -1)[None])
-    rows_R = jnp.argmin(dist_RxP, axis=1)
-    cand_RxE = pool_PxE[rows_R]
-    unique_R = _first_occurrence(rows_R[:, None] == rows_R[None, :])
+    # The pool members nearest to each optimum in encoding space (for one-hot blocks, those on
+    # which the relaxed optimum puts the most probability), all re-scored by the ensemble below.
+    dist_RxP = (jnp.sum(pool_PxE**2, -1)[None] - 2 * relaxed_RxE @ pool_PxE.T)
+    n = min(infer_config.pool_neighbours, pool_PxE.shape[0])
+    rows_C = jax.lax.top_k(-dist_RxP, n)[1].reshape(-1)
+    cand_CxE = pool_PxE[rows_C]
+    unique_C = _first_occurrence(rows_C[:, None] == rows_C[None, :])
 
-  values_R = vn.apply_ensemble(config, params_M, mf_F, cand_RxE).mean(0)
-  values_R = jnp.where(unique_R, values_R, -jnp.inf)
-  k = min(infer_config.top_k, r)
-  top_values, top = jax.lax.top_k(values_R, k)
-  return cand_RxE[top], top_values, rows_R[top], jnp.isfinite(top_values)
+  values_C = vn.apply_ensemble(config, params_M, mf_F, cand_CxE).mean(0)
+  values_C = jnp.where(unique_C, values_C, -jnp.inf)
+  top_values, top = jax.lax.top_k(values_C, min(infer_config.top_k, values_C.shape[0]))
+  return cand_CxE[top], top_values, rows_C[top], jnp.isfinite(top_values)
+
+
+def _support_bias(space: Space, pool_PxE: jax.Array) -> jax.Array:
+  """0 where some pool member takes a categorical value (and on numeric entries), else -1e9.
+
+  Restricting the ascent to values the pool uses keeps it from converging on an optimum that no
+  pool member is near (e.g. a benchmark task that was only run with a subset of operations).
+  """
+  used_E = pool_PxE.max(axis=0) > 0
+  numeric_E = np.zeros(space.dim, bool)
+  for c, (a, b) in zip(space.choices, space.slices):
+    numeric_E[a:b] = not isinstance(c, Categorical)
+  return jnp.where(used_E | numeric_E, 0.0, -1e9)
 
 
 def infer(model: ValueModel, space: Space, features_F, key: jax.Array,

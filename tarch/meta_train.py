@@ -44,6 +44,9 @@ class TrainConfig:
   num_steps: int = 1500  # maximum optimiser steps per member
   eval_every: int = 100  # steps between early-stopping evaluations
   patience: int = 5  # evaluations without improvement (of every member) before stopping
+  early_stopping: str = "top_quantile"  # held-out metric: "top_quantile" or "loss" (see
+  # `_VALIDATION_METRICS`)
+  top_quantile: float = 0.02  # fraction of held-out pairs, ranked by V, whose targets are averaged
   batch_size: int = 256  # (task, architecture) pairs per step and member
   eval_size: int = 2048  # held-out pairs per member for early stopping
   learning_rate: float = 3e-3  # peak of a cosine schedule
@@ -167,13 +170,36 @@ def _train_chunk(net_config, train_config, num_steps, params_M, opt_state_M, key
   return params_M, opt_state_M, loss.mean(0)
 
 
+def _top_quantile_metric(net_config, train_config, params, data, task, row_i, row_j):
+  """Negated mean target of the architectures V ranks in its top quantile (lower is better).
+
+  This is what inference relies on: the top of V's ranking on an unseen task. A regression or
+  pairwise loss is dominated by telling bad architectures from average ones, which keeps
+  improving while the top of the ranking, which transfers less, is being overfitted.
+  """
+  del row_j
+  net = vn.ValueNet(net_config)
+  value = net.apply(params, data.mf_TxF[task], data.enc_AxE[data.arch_R[row_i]])
+  k = max(1, int(round(train_config.top_quantile * task.shape[0])))
+  _, top = jax.lax.top_k(value, k)
+  return -data.target_R[row_i][top].mean()
+
+
+def _loss_metric(net_config, train_config, params, data, task, row_i, row_j):
+  """The training loss on held-out pairs, without meta-feature dropout."""
+  drop = jnp.zeros(task.shape, bool)
+  return _batch_loss(net_config, train_config, params, data, task, row_i, row_j, drop)[0]
+
+
+_VALIDATION_METRICS = {"top_quantile": _top_quantile_metric, "loss": _loss_metric}
+
+
 @functools.partial(jax.jit, static_argnames=("net_config", "train_config"))
-def _eval_loss(net_config, train_config, params_M, data, task_MxK, row_i_MxK, row_j_MxK):
-  """Loss of each member on its own held-out pairs (no meta-feature dropout): `[M]`."""
-  def one(params, task, row_i, row_j):
-    drop = jnp.zeros(task.shape, bool)
-    return _batch_loss(net_config, train_config, params, data, task, row_i, row_j, drop)[0]
-  return jax.vmap(one)(params_M, task_MxK, row_i_MxK, row_j_MxK)
+def _validation(net_config, train_config, params_M, data, task_MxK, row_i_MxK, row_j_MxK):
+  """Early-stopping metric of each member on its own held-out pairs (lower is better): `[M]`."""
+  metric = _VALIDATION_METRICS[train_config.early_stopping]
+  return jax.vmap(lambda p, t, i, j: metric(net_config, train_config, p, data, t, i, j))(
+      params_M, task_MxK, row_i_MxK, row_j_MxK)
 
 
 def _holdout_masks(train_mask_T: np.ndarray, train_config: TrainConfig, rng) -> tuple:
@@ -220,13 +246,18 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
     net_config: architecture of V.
     train_config: optimisation settings.
     train_tasks: indices or names of the tasks to learn from; default all.
-    progress: called after each evaluation with a dict (step, train_loss, val_loss, best).
+    progress: called after each evaluation with a dict (step, train_loss, val_loss,
+      best_val_loss); val_loss is the early-stopping metric, lower is better.
 
   Returns:
     The trained `ValueModel` (each member at its best held-out step) and the history of dicts.
   """
   if train_config.ensemble_size < 1:
     raise ValueError("ensemble_size must be >= 1")
+  if train_config.early_stopping not in _VALIDATION_METRICS:
+    raise ValueError(f"unknown early_stopping {train_config.early_stopping!r}; valid: "
+                     f"{sorted(_VALIDATION_METRICS)}")
+  vn.get_loss(train_config.loss)  # Fails early, naming the valid losses.
   mask_T = np.zeros(ds.num_tasks, bool)
   if train_tasks is None:
     mask_T[:] = True
@@ -258,7 +289,7 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
     params, opt_state, train_loss = _train_chunk(
         net_config, train_config, n, params, opt_state, k, data, fit_w)
     step += n
-    val_loss = np.asarray(_eval_loss(net_config, train_config, params, data, *eval_pairs))
+    val_loss = np.asarray(_validation(net_config, train_config, params, data, *eval_pairs))
     better = val_loss < best_loss
     best_loss = np.where(better, val_loss, best_loss)
     best_params = jax.tree.map(

@@ -33,7 +33,7 @@ def test_ascent_increases_value(synthetic_ds, model):
   net = vn.ValueNet(model.config)
   theta = jax.random.normal(jax.random.key(1), (8, space.dim))
   optimum = jax.vmap(lambda th: infer_lib._ascend_one(
-      model.config, CONFIG, space, params0, mf, th))(theta)
+      model.config, CONFIG, space, params0, mf, th, jnp.zeros(space.dim)))(theta)
   before = net.apply(params0, mf, space.relax(theta, CONFIG.temperature_start))
   after = net.apply(params0, mf, optimum)
   assert np.all(np.asarray(after) > np.asarray(before))
@@ -73,6 +73,19 @@ def test_infer_with_pool_returns_only_pool_members(synthetic_ds, model):
   values = np.asarray(model.predict(_features(synthetic_ds), jnp.asarray(pool)))
   np.testing.assert_allclose(values[result.pool_indices], result.predicted, rtol=1e-5,
                              atol=1e-5)
+
+
+def test_pool_restricts_ascent_to_the_values_it_uses(synthetic_ds, model):
+  space = synthetic_ds.space
+  enc = synthetic_ds.enc_AxE
+  op_block = slice(*space.slices[0])
+  pool = enc[enc[:, op_block][:, :2].sum(1) > 0]  # only the first two ops
+  bias = np.asarray(infer_lib._support_bias(space, jnp.asarray(pool)))
+  assert np.all(bias[op_block][:2] == 0) and np.all(bias[op_block][2:] < -1e8)
+  assert np.all(bias[space.slices[2][0]:] == 0)  # numeric entries are never masked
+  result = infer_lib.infer(model, space, _features(synthetic_ds), jax.random.key(0), CONFIG,
+                           pool_PxE=pool)
+  assert {a["op"] for a in result.architectures} <= set(space.choices[0].values[:2])
 
 
 def test_infer_compiles_once_for_same_shapes(synthetic_ds, model):

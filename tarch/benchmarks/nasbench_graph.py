@@ -65,17 +65,6 @@ def package_dir() -> str:
   return os.path.join(list(spec.submodule_search_locations)[0], "light")
 
 
-def decode_hash(h: int) -> dict[str, str]:
-  """Architecture of a benchmark hash (5 decimal digits: link, then one op per node)."""
-  digits = f"{int(h):05d}"
-  if len(digits) != 1 + NUM_NODES:
-    raise ValueError(f"NAS-Bench-Graph hash {h} does not have {1 + NUM_NODES} digits")
-  arch = {"link": LINKS[int(digits[0])]}
-  for i, d in enumerate(digits[1:]):
-    arch[f"op_{i}"] = OPS[int(d)]
-  return arch
-
-
 def task_features() -> pd.DataFrame:
   """tasks.csv rows: log sizes and average degree of each graph dataset."""
   rows = []

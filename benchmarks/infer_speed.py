@@ -1,0 +1,72 @@
+"""Speed of one `tarch.infer` call after compilation (64 restarts x 200 ascent steps).
+
+  python benchmarks/infer_speed.py [--repeats 30]
+
+Fits the default value-network ensemble on 8 NAS-Bench-Graph tasks, then times inference for the
+ninth, without a pool and with its 2,021-member pool, and for comparison one `predict` over the
+full 26,206-architecture table. Prints medians (and quartiles) over repeated calls; each call
+blocks until its results are on the host.
+"""
+
+import argparse
+import dataclasses
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from experiments.configs.loto import get_config
+from tarch import infer as infer_lib
+from tarch import meta_train
+from tarch import runs
+from tarch.benchmarks import nasbench_graph
+from tarch.value_net import ValueNetConfig
+
+
+def _time(fn, repeats):
+  fn()  # compile
+  times = []
+  for _ in range(repeats):
+    start = time.perf_counter()
+    fn()
+    times.append(time.perf_counter() - start)
+  return np.percentile(np.array(times) * 1e3, [25, 50, 75])
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--repeats", type=int, default=30)
+  args = parser.parse_args()
+  config = get_config()
+  with tempfile.TemporaryDirectory() as tmp:
+    ds = runs.load_meta_dataset(nasbench_graph.convert(tmp))
+  net = ValueNetConfig(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
+                          for k, v in config.value_net.to_dict().items()})
+  model, _ = meta_train.fit(ds, net, meta_train.TrainConfig(**config.train.to_dict()),
+                            train_tasks=range(8))
+  infer_config = infer_lib.InferConfig(**config.infer.to_dict())
+  assert (infer_config.num_restarts, infer_config.num_steps) == (64, 200), infer_config
+  task = ds.task_names.index("proteins")
+  features = jnp.asarray(ds.features_TxF[task], jnp.float32)
+  pool = jnp.asarray(ds.enc_AxE[ds.arch_R[ds.task_rows(task)]])
+  table = jnp.asarray(ds.enc_AxE)
+  keys = iter(jax.random.split(jax.random.key(0), 10 * args.repeats))
+  print(f"device: {jax.devices()[0].device_kind}, ensemble of {model.ensemble_size}, "
+        f"arch trunk {net.arch_hidden}, {infer_config.num_restarts} restarts x "
+        f"{infer_config.num_steps} steps")
+  cases = {
+      "infer (no pool)": lambda: infer_lib.infer(model, ds.space, features, next(keys),
+                                                 infer_config),
+      f"infer (pool of {pool.shape[0]})": lambda: infer_lib.infer(
+          model, ds.space, features, next(keys), infer_config, pool_PxE=pool),
+      f"predict all {table.shape[0]}": lambda: np.asarray(model.predict(features, table)),
+  }
+  for name, fn in cases.items():
+    q1, med, q3 = _time(fn, args.repeats)
+    print(f"{name:28s} median {med:7.2f} ms   (quartiles {q1:.2f} / {q3:.2f})")
+
+
+if __name__ == "__main__":
+  main()

@@ -1,0 +1,67 @@
+"""Baselines and the per-fold evaluation."""
+
+import jax
+import numpy as np
+import pandas as pd
+import pytest
+
+from tarch import baselines
+from tarch import evaluate
+from tarch import meta_train
+from tarch import runs
+from tarch import value_net as vn
+from tarch.infer import InferConfig
+from tarch.space import Categorical, Space
+
+
+@pytest.fixture(scope="module")
+def table_ds():
+  """3 tasks over architectures a..d; b is best on average, task t2 resembles t0."""
+  space = Space("s", (Categorical("op", ("a", "b", "c", "d")),))
+  scores = {"t0": [1, 3, 4, 2], "t1": [1, 4, 2, 3], "t2": [1, 2, 4, 3]}
+  rows = [{"task": t, "op": op, "score": s} for t, ss in scores.items()
+          for op, s in zip("abcd", ss) if not (t == "t2" and op == "d")]
+  tasks = pd.DataFrame({"task": ["t0", "t1", "t2"], "mf": [0.0, 10.0, 0.5]})
+  return runs.from_frames(space, pd.DataFrame(rows), tasks)
+
+
+def _op(ds, arch_index):
+  return ds.arch_keys[arch_index]
+
+
+def test_best_on_average_uses_mean_percentile(table_ds):
+  pool = np.arange(table_ds.num_archs)
+  # Over t0 and t1, percentiles: a .25/.25, b .75/1, c 1/.5, d .5/.75 -> b.
+  assert _op(table_ds, pool[baselines.best_on_average(table_ds, [0, 1], pool)]) == "op=b"
+
+
+def test_knn_uses_the_nearest_task(table_ds):
+  pool = np.arange(table_ds.num_archs)
+  assert baselines.nearest_task(table_ds, [0, 1], 2) == 0
+  assert _op(table_ds, pool[baselines.knn(table_ds, [0, 1], 2, pool)]) == "op=c"
+
+
+def test_unseen_pool_member_takes_its_nearest_evaluated_architecture(table_ds):
+  weight = np.array([0.0, 0.0, 1.0])  # only t2, which never evaluated d
+  d = table_ds.arch_keys.index("op=d")
+  scores = baselines.table_scores(table_ds, weight, np.array([d]))
+  assert np.isfinite(scores).all()
+
+
+def test_evaluate_fold_reports_every_method(synthetic_ds):
+  net = vn.ValueNetConfig(arch_hidden=(16,), task_hidden=(4,))
+  train = meta_train.TrainConfig(ensemble_size=2, num_steps=40, eval_every=20, batch_size=32,
+                                 eval_size=64)
+  model, _ = meta_train.fit(synthetic_ds, net, train, train_tasks=range(1, 6))
+  rows = evaluate.evaluate_fold(synthetic_ds, 0, model, InferConfig(num_restarts=8, num_steps=10),
+                                jax.random.key(0))
+  by_method = {r["method"]: r for r in rows}
+  assert tuple(by_method) == evaluate.METHODS
+  assert by_method["oracle"]["normalized_regret"] == 0.0
+  assert by_method["oracle"]["percentile"] == 1.0
+  assert by_method["random_1"]["normalized_regret"] > by_method["random_50"]["normalized_regret"]
+  pool = {synthetic_ds.arch_keys[a] for a in synthetic_ds.arch_R[synthetic_ds.task_rows(0)]}
+  for method in ("tarch", "tarch_rank", "best_on_average", "knn", "oracle"):
+    assert by_method[method]["architecture"] in pool
+    assert 0.0 <= by_method[method]["percentile"] <= 1.0
+  assert by_method["tarch_rank"]["predicted"] >= by_method["tarch"]["predicted"] - 1e-6
