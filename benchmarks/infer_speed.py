@@ -54,7 +54,7 @@ def main():
   table = jnp.asarray(ds.enc_AxE)
   keys = iter(jax.random.split(jax.random.key(0), 10 * args.repeats))
   print(f"device: {jax.devices()[0].device_kind}, ensemble of {model.ensemble_size}, "
-        f"arch trunk {net.arch_hidden}, {infer_config.num_restarts} restarts x "
+        f"interactions {net.interaction_hidden}, {infer_config.num_restarts} restarts x "
         f"{infer_config.num_steps} steps")
   cases = {
       "infer (no pool)": lambda: infer_lib.infer(model, ds.space, features, next(keys),

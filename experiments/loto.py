@@ -109,7 +109,8 @@ def run_fold(config: ml_collections.ConfigDict, ds: runs_lib.MetaDataset, task: 
   t2 = time.perf_counter()
   return {"task": ds.task_names[task], "rows": rows, "train_seconds": t1 - t0,
           "eval_seconds": t2 - t1, "train_steps": history[-1]["step"],
-          "best_val_loss": history[-1]["best_val_loss"]}
+          "best_val_loss": history[-1]["best_val_loss"],
+          "task_effect_scale": model.task_effect_scale}
 
 
 def summarize(results: pd.DataFrame) -> dict:

@@ -55,7 +55,7 @@ def evaluate_fold(ds: runs_lib.MetaDataset, task: int, model: ValueModel,
   pool_PxE = jnp.asarray(ds.enc_AxE[pool_arch_P])
   features = jnp.asarray(ds.features_TxF[task], jnp.float32)
 
-  value_P = np.asarray(model.predict(features, pool_PxE))
+  value_P = np.asarray(model.predict(features, pool_PxE, infer_config.pessimism))
   inferred = infer_lib.infer(model, ds.space, features, key, infer_config, pool_PxE=pool_PxE)
   picks = {
       "tarch": int(inferred.pool_indices[0]),

@@ -3,9 +3,8 @@
 For a task's meta-features, many random relaxed architectures (softmax logits per categorical
 choice, a pre-sigmoid scalar per numeric choice) are ascended on the trained value network with
 `jax.grad` (the network fixed), all restarts in one `jax.vmap`, while the softmax temperature is
-annealed toward one-hot. Restart r follows ensemble member r mod M, so the restarts explore where
-the members disagree at the cost of one network each; every candidate is then re-scored by the
-whole ensemble. The optima are discretised (or, with a candidate pool, replaced by their
+annealed toward one-hot. The objective is the one candidates are finally ranked by: the
+ensemble mean, minus `pessimism` member standard deviations. The optima are discretised (or, with a candidate pool, replaced by their
 nearest pool members, the ascent having been restricted to the categorical values the pool
 uses), deduplicated, re-scored and returned best first.
 
@@ -44,6 +43,7 @@ class InferConfig:
   temperature_end: float = 0.1  # ... annealed geometrically to this at the last step
   top_k: int = 10  # architectures returned
   pool_neighbours: int = 8  # with a pool: nearest members of each optimum re-scored by V
+  pessimism: float = 0.0  # candidates are ranked by ensemble mean - pessimism * member std
 
 
 @dataclasses.dataclass(frozen=True)
@@ -52,25 +52,26 @@ class Inference:
 
   architectures: list[dict[str, Any]]  # decoded architectures
   encodings: np.ndarray  # float32 [K, E]
-  predicted: np.ndarray  # float32 [K] ensemble-mean predicted (normalised) score
+  predicted: np.ndarray  # float32 [K] predicted (normalised) score: ensemble mean, minus
+  # `pessimism` member standard deviations
   pool_indices: np.ndarray | None  # int [K] rows of the candidate pool, when one was given
 
 
 def _ascend_one(config: vn.ValueNetConfig, infer_config: InferConfig, space: Space,
-                params, mf_F, theta_E, bias_E):
-  """Gradient ascent of one relaxed architecture on one member; returns the relaxed optimum.
+                params_M, mf_F, theta_E, bias_E):
+  """Gradient ascent of one relaxed architecture on the ensemble; returns the relaxed optimum.
 
   `bias_E` is added to the parameters before relaxing: -1e9 on categorical values that are not
   allowed (no pool member uses them), 0 elsewhere.
   """
-  net = vn.ValueNet(config)
   steps = infer_config.num_steps
   log_t = jnp.linspace(jnp.log(infer_config.temperature_start),
                        jnp.log(infer_config.temperature_end), steps)
   optimizer = optax.adam(infer_config.learning_rate)
 
   def neg_value(theta, temperature):
-    return -net.apply(params, mf_F, space.relax(theta + bias_E, temperature))
+    enc_E = space.relax(theta + bias_E, temperature)
+    return -vn.ensemble_value(config, params_M, mf_F, enc_E, infer_config.pessimism)
 
   def step(carry, log_temperature):
     theta, opt_state = carry
@@ -91,14 +92,11 @@ def _first_occurrence(same_RxR: jax.Array) -> jax.Array:
 def _infer_arrays(space: Space, infer_config: InferConfig, config: vn.ValueNetConfig, params_M,
                   mf_F, key, pool_PxE):
   """The compiled core: returns (candidate encodings [K, E], values [K], pool rows [K], valid)."""
-  num_members = jax.tree.leaves(params_M)[0].shape[0]
   r = infer_config.num_restarts
   theta_RxE = infer_config.init_scale * jax.random.normal(key, (r, space.dim))
-  member_R = jnp.arange(r) % num_members
-  params_R = jax.tree.map(lambda x: x[member_R], params_M)
   bias_E = jnp.zeros((space.dim,)) if pool_PxE is None else _support_bias(space, pool_PxE)
-  relaxed_RxE = jax.vmap(lambda p, th: _ascend_one(
-      config, infer_config, space, p, mf_F, th, bias_E))(params_R, theta_RxE)
+  relaxed_RxE = jax.vmap(lambda th: _ascend_one(
+      config, infer_config, space, params_M, mf_F, th, bias_E))(theta_RxE)
 
   if pool_PxE is None:
     cand_CxE = space.discretize(relaxed_RxE)
@@ -114,7 +112,8 @@ def _infer_arrays(space: Space, infer_config: InferConfig, config: vn.ValueNetCo
     cand_CxE = pool_PxE[rows_C]
     unique_C = _first_occurrence(rows_C[:, None] == rows_C[None, :])
 
-  values_C = vn.apply_ensemble(config, params_M, mf_F, cand_CxE).mean(0)
+  values_C = vn.lower_bound(vn.apply_ensemble(config, params_M, mf_F, cand_CxE),
+                            infer_config.pessimism)
   values_C = jnp.where(unique_C, values_C, -jnp.inf)
   top_values, top = jax.lax.top_k(values_C, min(infer_config.top_k, values_C.shape[0]))
   return cand_CxE[top], top_values, rows_C[top], jnp.isfinite(top_values)

@@ -2,9 +2,9 @@
 
 The ensemble is trained as one vmapped, jit-compiled program. Each member holds out a different
 slice of the training tasks and early-stops on its loss there, so the ensemble is both
-cross-validated and bagged over tasks, and no data is thrown away overall. Batches are drawn
-task-balanced (a task, then a row of that task), so a task with few results still counts as
-much as one with many.
+cross-validated and bagged over tasks, and no data is thrown away overall. Batches are drawn as
+a task, then a result of that task; tasks are drawn in proportion to their number of results
+(every result counts the same, as in plain regression on the table) or uniformly.
 
 Which tasks a run may learn from is an input *mask* over all tasks of the meta-dataset, never a
 reshaped table. So every leave-one-task-out fold has the same array shapes and reuses one
@@ -31,16 +31,19 @@ import optax
 
 from tarch import runs as runs_lib
 from tarch import value_net as vn
+from tarch.space import Categorical
 
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
   """How the ensemble is trained. Hashable: a static argument of the compiled step."""
 
-  loss: str = "mse"  # one of value_net.LOSSES
+  loss: str = "pairwise"  # one of value_net.LOSSES
   target: str = "zscore"  # per-task normalisation, one of runs.normalize_scores' methods
   ensemble_size: int = 8  # members M, trained side by side in one vmapped program
   holdout_tasks: int = 1  # training tasks each member holds out for early stopping
+  task_weighting: str = "results"  # how often a task is sampled: "results" (in proportion to
+  # its number of results: every result counts the same) or "uniform" (every task the same)
   num_steps: int = 1500  # maximum optimiser steps per member
   eval_every: int = 100  # steps between early-stopping evaluations
   patience: int = 5  # evaluations without improvement (of every member) before stopping
@@ -51,6 +54,8 @@ class TrainConfig:
   eval_size: int = 2048  # held-out pairs per member for early stopping
   learning_rate: float = 3e-3  # peak of a cosine schedule
   weight_decay: float = 1e-4  # AdamW decoupled weight decay
+  task_effect_scales: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)  # shrinkage of the
+  # meta-feature term toward the across-task prior, chosen after training on held-out tasks
   meta_feature_dropout: float = 0.5  # probability of replacing a sample's meta-features by the
   # training mean (zeros after standardisation): teaches V its across-task prior
   seed: int = 0
@@ -88,18 +93,22 @@ class ValueModel:
   params: Any  # Flax params with a leading ensemble axis [M, ...]
   scaler: FeatureScaler
   config: vn.ValueNetConfig = flax.struct.field(pytree_node=False)
+  task_effect_scale: float = flax.struct.field(pytree_node=False, default=1.0)  # the
+  # shrinkage chosen by `fit` (already applied to `params`; kept for reporting)
 
-  def predict(self, features_F: jax.Array, enc_NxE: jax.Array) -> jax.Array:
-    """Ensemble-mean value `[N]` of architectures for a task with raw meta-features."""
-    return self.predict_members(features_F, enc_NxE).mean(0)
+  def predict(self, features_F: jax.Array, enc_NxE: jax.Array,
+              pessimism: float = 0.0) -> jax.Array:
+    """Value `[N]` of architectures for a task with raw meta-features: the ensemble mean, minus
+    `pessimism` member standard deviations (`value_net.lower_bound`)."""
+    return vn.lower_bound(self.predict_members(features_F, enc_NxE), pessimism)
 
   def predict_members(self, features_F: jax.Array, enc_NxE: jax.Array) -> jax.Array:
     """Per-member values `[M, N]`."""
     return vn.apply_ensemble(self.config, self.params, self.scaler(features_F), enc_NxE)
 
-  def value(self, mf_F: jax.Array, enc_E: jax.Array) -> jax.Array:
+  def value(self, mf_F: jax.Array, enc_E: jax.Array, pessimism: float = 0.0) -> jax.Array:
     """Ensemble-mean value of one encoding for *standardised* meta-features (what ascent uses)."""
-    return vn.ensemble_value(self.config, self.params, mf_F, enc_E)
+    return vn.ensemble_value(self.config, self.params, mf_F, enc_E, pessimism)
 
   @property
   def ensemble_size(self) -> int:
@@ -219,6 +228,12 @@ def _holdout_masks(train_mask_T: np.ndarray, train_config: TrainConfig, rng) -> 
   return fit_w, held
 
 
+def numeric_dims(space) -> tuple[int, ...]:
+  """Encoding entries of the space's integer and float choices."""
+  return tuple(a for c, (a, _) in zip(space.choices, space.slices)
+               if not isinstance(c, Categorical))
+
+
 def prepare_data(ds: runs_lib.MetaDataset, target: str, scaler: FeatureScaler) -> TrainData:
   """Device arrays for training; `scaler` standardises the meta-features."""
   order = np.lexsort((ds.arch_R, ds.task_R))
@@ -250,7 +265,9 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
       best_val_loss); val_loss is the early-stopping metric, lower is better.
 
   Returns:
-    The trained `ValueModel` (each member at its best held-out step) and the history of dicts.
+    The trained `ValueModel` (each member at its best held-out step, the meta-feature term
+    shrunk by the `task_effect_scales` entry that did best on the held-out tasks) and the
+    history, one dict per evaluation.
   """
   if train_config.ensemble_size < 1:
     raise ValueError("ensemble_size must be >= 1")
@@ -258,6 +275,9 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
     raise ValueError(f"unknown early_stopping {train_config.early_stopping!r}; valid: "
                      f"{sorted(_VALIDATION_METRICS)}")
   vn.get_loss(train_config.loss)  # Fails early, naming the valid losses.
+  if train_config.task_weighting not in ("results", "uniform"):
+    raise ValueError(f"unknown task_weighting {train_config.task_weighting!r}; valid: "
+                     "['results', 'uniform']")
   mask_T = np.zeros(ds.num_tasks, bool)
   if train_tasks is None:
     mask_T[:] = True
@@ -266,11 +286,13 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
     mask_T[[index[t] if isinstance(t, str) else int(t) for t in train_tasks]] = True
   if not mask_T.any():
     raise ValueError("fit needs at least one training task")
+  net_config = dataclasses.replace(net_config, numeric_dims=numeric_dims(ds.space))
   scaler = FeatureScaler.fit(ds.features_TxF[mask_T])
   data = prepare_data(ds, train_config.target, scaler)
   rng = np.random.default_rng(train_config.seed)
   fit_w, held = _holdout_masks(mask_T, train_config, rng)
-
+  if train_config.task_weighting == "results":
+    fit_w = fit_w * np.bincount(ds.task_R, minlength=ds.num_tasks)
   key = jax.random.key(train_config.seed)
   key, k_init, k_eval = jax.random.split(key, 3)
   params = jax.vmap(lambda k: vn.init_params(
@@ -301,7 +323,27 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
     history.append(record)
     if progress is not None:
       progress(record)
-  return ValueModel(params=best_params, scaler=scaler, config=net_config), history
+  scale = 1.0
+  if net_config.use_meta_features and train_config.task_effect_scales:
+    metric = {s: float(np.mean(np.asarray(_validation(
+        net_config, train_config, scale_task_effects(best_params, s), data, *eval_pairs))))
+              for s in sorted(train_config.task_effect_scales)}
+    scale = min(metric, key=metric.get)  # sorted, so ties go to the stronger shrinkage
+    best_params = scale_task_effects(best_params, scale)
+    if progress is not None:
+      progress({"task_effect_scale": scale, "val_loss_by_scale": metric})
+  return ValueModel(params=best_params, scaler=scaler, config=net_config,
+                    task_effect_scale=scale), history
+
+
+def scale_task_effects(params, scale: float):
+  """Params with the meta-feature term of V multiplied by `scale` (0: the across-task prior).
+
+  The term is linear in the last layer of G, so scaling that layer's kernel and bias scales it.
+  """
+  def visit(path, x):
+    return x * scale if any(getattr(k, "key", None) == "task_effects" for k in path) else x
+  return jax.tree_util.tree_map_with_path(visit, params)
 
 
 # -------------------------------------------------------------------------------- save / restore
@@ -316,7 +358,7 @@ def save(model: ValueModel, directory: str | os.PathLike) -> None:
   state = {"params": model.params, "scaler": dataclasses.asdict(model.scaler)}
   with ocp.StandardCheckpointer() as ckpt:
     ckpt.save(os.path.join(directory, "state"), state, force=True)
-  config = dataclasses.asdict(model.config)
+  config = {**dataclasses.asdict(model.config), "task_effect_scale": model.task_effect_scale}
   tmp = os.path.join(directory, "value_net.json.tmp")
   with open(tmp, "w") as f:
     json.dump(config, f, indent=2)
@@ -330,8 +372,9 @@ def restore(directory: str | os.PathLike) -> ValueModel:
   directory = os.path.abspath(directory)
   with open(os.path.join(directory, "value_net.json")) as f:
     raw = json.load(f)
+  scale = float(raw.pop("task_effect_scale", 1.0))
   config = vn.ValueNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
   with ocp.StandardCheckpointer() as ckpt:
     state = ckpt.restore(os.path.join(directory, "state"))
   return ValueModel(params=state["params"], scaler=FeatureScaler(**state["scaler"]),
-                    config=config)
+                    config=config, task_effect_scale=scale)

@@ -1,21 +1,28 @@
 """The value network V(meta_features, arch_encoding) -> predicted (per-task normalised) score.
 
-V is the sum of an across-task *prior* that sees only the architecture and a task-conditioned
-*interaction* term:
+V is built around what transfers between tasks. On real meta-datasets the effect of each choice
+on its own (which operation, which learning-rate range) carries over to a new task far better
+than the interactions between choices, which are largely task-specific; so V is
 
-    V(m, a) = prior(h(a)) + <h(a), g(m)>,    h = MLP(a),   g = MLP(m)
+    V(m, a) = <w, phi(a)>  +  <G(m), phi(a)>  +  MLP(a)
+              main effects    task-dependent      interactions between choices
+                              main effects        (optional)
 
-The split is what lets tarch fall back gracefully when meta-features carry little signal (a handful
-of training tasks, weakly related): the interaction is trained with meta-feature dropout and its
-own weight decay, so with uninformative meta-features V shrinks toward the prior, which is a
-smoothed "best on average". An ensemble of such networks (stacked parameters, one leading axis)
-is averaged at prediction time.
+where phi(a) is the encoding with each numeric entry expanded into a smooth radial basis (so a
+numeric choice can have an interior optimum), G is a small MLP of the meta-features, and the
+last layers of G and of the interaction MLP start at zero: training starts from the additive
+across-task prior and departs from it only as far as the data (and early stopping on held-out
+tasks) supports. Meta-feature dropout in training (see `tarch.meta_train`) makes V with the mean
+meta-features the across-task prior, a smoothed "best on average".
+
+An ensemble of such networks (stacked parameters, one leading axis) is averaged at prediction.
 
 Losses take a batch of (task, architecture) pairs and return `(loss, aux)`:
 - "mse": regression on per-task normalised scores (the paper's choice);
 - "pairwise": logistic loss on the order of two architectures of the same task (a ranking loss).
 
-Shape letters: B batch, E encoding width, F meta-features, M ensemble members, N architectures.
+Shape letters: B batch, E encoding width, D width of phi, F meta-features, M ensemble members,
+N architectures.
 """
 
 from __future__ import annotations
@@ -32,9 +39,26 @@ import jax.numpy as jnp
 class ValueNetConfig:
   """Architecture of V. Hashable: passed to jitted functions as a static argument."""
 
-  arch_hidden: tuple[int, ...] = (128, 128)  # widths of the architecture trunk h(a)
-  task_hidden: tuple[int, ...] = (32,)  # widths of the meta-feature trunk g(m) before the head
-  use_meta_features: bool = True  # False: V is the prior alone (ablation)
+  interaction_hidden: tuple[int, ...] = ()  # widths of the interaction MLP; () for none
+  task_hidden: tuple[int, ...] = (32,)  # widths of the meta-feature MLP G before its head
+  use_meta_features: bool = True  # False: no G term, V is the across-task prior (ablation)
+  numeric_basis: int = 8  # radial basis functions per numeric encoding entry
+  numeric_dims: tuple[int, ...] = ()  # encoding entries that are numeric; set by
+  # `meta_train.fit` from the space
+
+
+def features(config: ValueNetConfig, enc_E: jax.Array) -> jax.Array:
+  """phi(a): the encoding with each numeric entry replaced by a radial basis: `[..., D]`."""
+  if not config.numeric_dims:
+    return enc_E
+  numeric = jnp.asarray(config.numeric_dims)
+  categorical = jnp.asarray(sorted(set(range(enc_E.shape[-1])) - set(config.numeric_dims)),
+                            dtype=jnp.int32)
+  centres = jnp.linspace(0.0, 1.0, config.numeric_basis)
+  width = 1.0 / max(config.numeric_basis - 1, 1)
+  u = enc_E[..., numeric, None]
+  basis = jnp.exp(-0.5 * ((u - centres) / width)**2).reshape(*enc_E.shape[:-1], -1)
+  return jnp.concatenate([enc_E[..., categorical], basis], axis=-1)
 
 
 class ValueNet(nn.Module):
@@ -44,18 +68,20 @@ class ValueNet(nn.Module):
 
   @nn.compact
   def __call__(self, mf_F: jax.Array, enc_E: jax.Array) -> jax.Array:
-    h = enc_E
-    for width in self.config.arch_hidden:
-      h = nn.gelu(nn.Dense(width)(h))
-    value = nn.Dense(1, name="prior")(h)[..., 0]
+    phi = features(self.config, enc_E)
+    value = nn.Dense(1, name="main_effects")(phi)[..., 0]
+    if self.config.interaction_hidden:
+      h = enc_E
+      for width in self.config.interaction_hidden:
+        h = nn.gelu(nn.Dense(width)(h))
+      value = value + nn.Dense(1, kernel_init=nn.initializers.zeros, name="interactions")(h)[
+          ..., 0]
     if self.config.use_meta_features:
       g = mf_F
       for width in self.config.task_hidden:
         g = nn.gelu(nn.Dense(width)(g))
-      # Zero-initialised so training starts from the prior and only departs from it when the
-      # meta-features explain per-task differences.
-      g = nn.Dense(h.shape[-1], kernel_init=nn.initializers.zeros, name="interaction")(g)
-      value = value + jnp.sum(h * g, axis=-1) / jnp.sqrt(h.shape[-1])
+      g = nn.Dense(phi.shape[-1], kernel_init=nn.initializers.zeros, name="task_effects")(g)
+      value = value + jnp.sum(phi * g, axis=-1)
     return value
 
 
@@ -65,9 +91,20 @@ def apply_ensemble(config: ValueNetConfig, params_M, mf_F: jax.Array, enc_NxE: j
   return jax.vmap(lambda p: net.apply(p, mf_F, enc_NxE))(params_M)
 
 
-def ensemble_value(config: ValueNetConfig, params_M, mf_F: jax.Array, enc_E: jax.Array):
-  """Ensemble-mean value of one encoding (the objective that inference ascends): a scalar."""
-  return apply_ensemble(config, params_M, mf_F, enc_E[None])[:, 0].mean()
+def lower_bound(values_MxN: jax.Array, pessimism: float) -> jax.Array:
+  """Ensemble mean minus `pessimism` member standard deviations: `[N]`.
+
+  Members hold out different training tasks, so their disagreement is a proxy for how much an
+  architecture's value varies from task to task; a positive `pessimism` prefers architectures
+  that are good for every member over ones a few members like a lot.
+  """
+  return values_MxN.mean(0) - pessimism * values_MxN.std(0)
+
+
+def ensemble_value(config: ValueNetConfig, params_M, mf_F: jax.Array, enc_E: jax.Array,
+                   pessimism: float = 0.0) -> jax.Array:
+  """`lower_bound` of one encoding (the objective that inference ascends): a scalar."""
+  return lower_bound(apply_ensemble(config, params_M, mf_F, enc_E[None]), pessimism)[0]
 
 
 def init_params(config: ValueNetConfig, key: jax.Array, num_features: int, enc_dim: int):

@@ -49,7 +49,7 @@ def test_unseen_pool_member_takes_its_nearest_evaluated_architecture(table_ds):
 
 
 def test_evaluate_fold_reports_every_method(synthetic_ds):
-  net = vn.ValueNetConfig(arch_hidden=(16,), task_hidden=(4,))
+  net = vn.ValueNetConfig(interaction_hidden=(16,), task_hidden=(4,))
   train = meta_train.TrainConfig(ensemble_size=2, num_steps=40, eval_every=20, batch_size=32,
                                  eval_size=64)
   model, _ = meta_train.fit(synthetic_ds, net, train, train_tasks=range(1, 6))

@@ -16,7 +16,7 @@ CONFIG = infer_lib.InferConfig(num_restarts=16, num_steps=60, top_k=5)
 
 @pytest.fixture(scope="module")
 def model(synthetic_ds):
-  net = vn.ValueNetConfig(arch_hidden=(32, 32), task_hidden=(8,))
+  net = vn.ValueNetConfig(interaction_hidden=(32, 32), task_hidden=(8,))
   train = meta_train.TrainConfig(ensemble_size=2, num_steps=200, eval_every=50, batch_size=64,
                                  eval_size=256)
   return meta_train.fit(synthetic_ds, net, train, train_tasks=range(5))[0]
@@ -29,13 +29,12 @@ def _features(ds, task=5):
 def test_ascent_increases_value(synthetic_ds, model):
   space = synthetic_ds.space
   mf = model.scaler(_features(synthetic_ds))
-  params0 = jax.tree.map(lambda x: x[0], model.params)
-  net = vn.ValueNet(model.config)
   theta = jax.random.normal(jax.random.key(1), (8, space.dim))
   optimum = jax.vmap(lambda th: infer_lib._ascend_one(
-      model.config, CONFIG, space, params0, mf, th, jnp.zeros(space.dim)))(theta)
-  before = net.apply(params0, mf, space.relax(theta, CONFIG.temperature_start))
-  after = net.apply(params0, mf, optimum)
+      model.config, CONFIG, space, model.params, mf, th, jnp.zeros(space.dim)))(theta)
+  value = jax.vmap(lambda enc: model.value(mf, enc))
+  before = value(space.relax(theta, CONFIG.temperature_start))
+  after = value(optimum)
   assert np.all(np.asarray(after) > np.asarray(before))
 
 

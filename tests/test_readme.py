@@ -10,7 +10,7 @@ from tarch.value_net import ValueNetConfig
 def test_api_tour(tmp_path, synthetic_dir):
   ds = runs.load_meta_dataset(synthetic_dir)
   model, history = meta_train.fit(
-      ds, ValueNetConfig(arch_hidden=(16,)), meta_train.TrainConfig(num_steps=50, eval_every=25))
+      ds, ValueNetConfig(interaction_hidden=(16,)), meta_train.TrainConfig(num_steps=50, eval_every=25))
   assert history
   meta_train.save(model, tmp_path / "value_model")
 

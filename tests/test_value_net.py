@@ -11,7 +11,7 @@ import scipy.stats
 from tarch import meta_train
 from tarch import value_net as vn
 
-NET = vn.ValueNetConfig(arch_hidden=(32, 32), task_hidden=(8,))
+NET = vn.ValueNetConfig(interaction_hidden=(32, 32), task_hidden=(8,))
 TRAIN = meta_train.TrainConfig(ensemble_size=3, num_steps=300, eval_every=50, batch_size=64,
                                eval_size=256, patience=100)
 
@@ -82,3 +82,26 @@ def test_save_restore_round_trip(tmp_path, synthetic_ds, fitted):
 def test_fit_rejects_empty_training_set(synthetic_ds):
   with pytest.raises(ValueError, match="at least one training task"):
     meta_train.fit(synthetic_ds, NET, TRAIN, train_tasks=[])
+
+
+def test_scale_zero_removes_the_meta_feature_term(synthetic_ds, fitted):
+  model, _ = fitted
+  prior = dataclasses.replace(model, params=meta_train.scale_task_effects(model.params, 0.0))
+  enc = jnp.asarray(synthetic_ds.enc_AxE[:16])
+  a = prior.predict(jnp.asarray(synthetic_ds.features_TxF[0], jnp.float32), enc)
+  b = prior.predict(jnp.asarray(synthetic_ds.features_TxF[1], jnp.float32), enc)
+  np.testing.assert_allclose(a, b, rtol=1e-6)
+  assert not np.allclose(model.predict(jnp.asarray(synthetic_ds.features_TxF[0], jnp.float32),
+                                       enc),
+                         model.predict(jnp.asarray(synthetic_ds.features_TxF[1], jnp.float32),
+                                       enc))
+
+
+def test_shrinkage_keeps_informative_meta_features():
+  from tarch import runs, synthetic
+  space, runs_df, tasks_df = synthetic.make_frames(num_tasks=8, archs_per_task=96,
+                                                   relatedness=3.0, noise=0.01, seed=1)
+  ds = runs.from_frames(space, runs_df, tasks_df)
+  config = dataclasses.replace(TRAIN, num_steps=400, ensemble_size=4)
+  model, _ = meta_train.fit(ds, NET, config)
+  assert model.task_effect_scale > 0.0

@@ -22,8 +22,13 @@ from tarch.meta_train import TrainConfig
 from tarch.value_net import ValueNetConfig
 
 
+# Dataclass fields that the library derives itself (from the search space), not settings.
+_DERIVED = {"numeric_dims"}
+
+
 def _group(dataclass_type, **overrides) -> ml_collections.ConfigDict:
-  fields = {f.name: f.default for f in dataclasses.fields(dataclass_type)}
+  fields = {f.name: f.default for f in dataclasses.fields(dataclass_type)
+            if f.name not in _DERIVED}
   unknown = set(overrides) - set(fields)
   if unknown:
     raise ValueError(f"{dataclass_type.__name__} has no fields {sorted(unknown)}")
@@ -39,7 +44,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.train = _group(TrainConfig)
   config.infer = _group(InferConfig)
   if variant == "tiny":
-    config.value_net = _group(ValueNetConfig, arch_hidden=(16,), task_hidden=(8,))
+    config.value_net = _group(ValueNetConfig, interaction_hidden=(16,), task_hidden=(8,))
     config.train = _group(TrainConfig, ensemble_size=2, num_steps=40, eval_every=20,
                           batch_size=32, eval_size=64)
     config.infer = _group(InferConfig, num_restarts=8, num_steps=20)
