@@ -9,7 +9,6 @@ blocks until its results are on the host.
 """
 
 import argparse
-import dataclasses
 import tempfile
 import time
 

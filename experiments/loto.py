@@ -98,7 +98,7 @@ def run_fold(config: ml_collections.ConfigDict, ds: runs_lib.MetaDataset, task: 
   net_config = ValueNetConfig(**{
       k: tuple(v) if isinstance(v, (list, tuple)) else v
       for k, v in config.value_net.to_dict().items()})
-  train_config = meta_train.TrainConfig(**config.train.to_dict())
+  train_config = meta_train.TrainConfig(**config.train.to_dict(), seed=config.seed)
   infer_config = InferConfig(**config.infer.to_dict())
   train_tasks = [t for t in range(ds.num_tasks) if t != task]
   t0 = time.perf_counter()

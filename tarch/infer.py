@@ -2,8 +2,8 @@
 
 For a task's meta-features, many random relaxed architectures (softmax logits per categorical
 choice, a pre-sigmoid scalar per numeric choice) are ascended on the trained value network with
-`jax.grad` (the network fixed), all restarts in one `jax.vmap`, while the softmax temperature is
-annealed toward one-hot. The objective is the one candidates are finally ranked by: the
+`jax.grad` (the network fixed), all restarts side by side (a batch axis: see `_ascend`), while
+the softmax temperature is annealed toward one-hot. The objective is the one candidates are finally ranked by: the
 ensemble mean, minus `pessimism` member standard deviations. The optima are discretised (or, with a candidate pool, replaced by their
 nearest pool members, the ascent having been restricted to the categorical values the pool
 uses), deduplicated, re-scored and returned best first.
@@ -57,9 +57,16 @@ class Inference:
   pool_indices: np.ndarray | None  # int [K] rows of the candidate pool, when one was given
 
 
-def _ascend_one(config: vn.ValueNetConfig, infer_config: InferConfig, space: Space,
-                params_M, mf_F, theta_E, bias_E):
-  """Gradient ascent of one relaxed architecture on the ensemble; returns the relaxed optimum.
+def _ascend(config: vn.ValueNetConfig, infer_config: InferConfig, space: Space, params_M,
+            g_MxD, theta_RxE, bias_E):
+  """Gradient ascent of R relaxed architectures at once; returns the relaxed optima `[R, E]`.
+
+  Restarts do not interact, so the gradient of their summed value with respect to restart r's
+  parameters is exactly the gradient of restart r's own value, and Adam's update is per
+  coordinate: this is `jax.vmap` of a single-restart ascent, written with the restart axis as a
+  batch axis so each network layer is one matrix product. (Literally vmapping the single-restart
+  ascent over the already member-vmapped ensemble gives XLA nested batched products of tiny
+  matrices, about 8x slower on CPU; see BUILD_NOTES.md.)
 
   `bias_E` is added to the parameters before relaxing: -1e9 on categorical values that are not
   allowed (no pool member uses them), 0 elsewhere.
@@ -69,9 +76,10 @@ def _ascend_one(config: vn.ValueNetConfig, infer_config: InferConfig, space: Spa
                        jnp.log(infer_config.temperature_end), steps)
   optimizer = optax.adam(infer_config.learning_rate)
 
-  def neg_value(theta, temperature):
-    enc_E = space.relax(theta + bias_E, temperature)
-    return -vn.ensemble_value(config, params_M, mf_F, enc_E, infer_config.pessimism)
+  def neg_value(theta_RxE, temperature):
+    enc_RxE = space.relax(theta_RxE + bias_E, temperature)
+    values_MxR = vn.apply_embedded(config, params_M, g_MxD, enc_RxE)
+    return -vn.lower_bound(values_MxR, infer_config.pessimism).sum()
 
   def step(carry, log_temperature):
     theta, opt_state = carry
@@ -79,8 +87,8 @@ def _ascend_one(config: vn.ValueNetConfig, infer_config: InferConfig, space: Spa
     updates, opt_state = optimizer.update(grad, opt_state, theta)
     return (optax.apply_updates(theta, updates), opt_state), None
 
-  (theta, _), _ = jax.lax.scan(step, (theta_E, optimizer.init(theta_E)), log_t)
-  return space.relax(theta + bias_E, infer_config.temperature_end)
+  (theta_RxE, _), _ = jax.lax.scan(step, (theta_RxE, optimizer.init(theta_RxE)), log_t)
+  return space.relax(theta_RxE + bias_E, infer_config.temperature_end)
 
 
 def _first_occurrence(same_RxR: jax.Array) -> jax.Array:
@@ -95,8 +103,8 @@ def _infer_arrays(space: Space, infer_config: InferConfig, config: vn.ValueNetCo
   r = infer_config.num_restarts
   theta_RxE = infer_config.init_scale * jax.random.normal(key, (r, space.dim))
   bias_E = jnp.zeros((space.dim,)) if pool_PxE is None else _support_bias(space, pool_PxE)
-  relaxed_RxE = jax.vmap(lambda th: _ascend_one(
-      config, infer_config, space, params_M, mf_F, th, bias_E))(theta_RxE)
+  g_MxD = vn.task_embeddings(config, params_M, mf_F)  # constant during the ascent
+  relaxed_RxE = _ascend(config, infer_config, space, params_M, g_MxD, theta_RxE, bias_E)
 
   if pool_PxE is None:
     cand_CxE = space.discretize(relaxed_RxE)
@@ -112,7 +120,7 @@ def _infer_arrays(space: Space, infer_config: InferConfig, config: vn.ValueNetCo
     cand_CxE = pool_PxE[rows_C]
     unique_C = _first_occurrence(rows_C[:, None] == rows_C[None, :])
 
-  values_C = vn.lower_bound(vn.apply_ensemble(config, params_M, mf_F, cand_CxE),
+  values_C = vn.lower_bound(vn.apply_embedded(config, params_M, g_MxD, cand_CxE),
                             infer_config.pessimism)
   values_C = jnp.where(unique_C, values_C, -jnp.inf)
   top_values, top = jax.lax.top_k(values_C, min(infer_config.top_k, values_C.shape[0]))

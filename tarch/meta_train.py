@@ -100,19 +100,30 @@ class ValueModel:
               pessimism: float = 0.0) -> jax.Array:
     """Value `[N]` of architectures for a task with raw meta-features: the ensemble mean, minus
     `pessimism` member standard deviations (`value_net.lower_bound`)."""
-    return vn.lower_bound(self.predict_members(features_F, enc_NxE), pessimism)
+    return _predict(self, features_F, enc_NxE, pessimism)
 
   def predict_members(self, features_F: jax.Array, enc_NxE: jax.Array) -> jax.Array:
     """Per-member values `[M, N]`."""
-    return vn.apply_ensemble(self.config, self.params, self.scaler(features_F), enc_NxE)
+    return _predict_members(self, features_F, enc_NxE)
 
   def value(self, mf_F: jax.Array, enc_E: jax.Array, pessimism: float = 0.0) -> jax.Array:
-    """Ensemble-mean value of one encoding for *standardised* meta-features (what ascent uses)."""
-    return vn.ensemble_value(self.config, self.params, mf_F, enc_E, pessimism)
+    """The ascent objective for one encoding, given *standardised* meta-features."""
+    g_MxD = vn.task_embeddings(self.config, self.params, mf_F)
+    return vn.ensemble_value(self.config, self.params, g_MxD, enc_E, pessimism)
 
   @property
   def ensemble_size(self) -> int:
     return jax.tree.leaves(self.params)[0].shape[0]
+
+
+@jax.jit
+def _predict_members(model: ValueModel, features_F, enc_NxE):
+  return vn.apply_ensemble(model.config, model.params, model.scaler(features_F), enc_NxE)
+
+
+@jax.jit
+def _predict(model: ValueModel, features_F, enc_NxE, pessimism):
+  return vn.lower_bound(_predict_members(model, features_F, enc_NxE), pessimism)
 
 
 class TrainData(flax.struct.PyTreeNode):
@@ -286,7 +297,8 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
     mask_T[[index[t] if isinstance(t, str) else int(t) for t in train_tasks]] = True
   if not mask_T.any():
     raise ValueError("fit needs at least one training task")
-  net_config = dataclasses.replace(net_config, numeric_dims=numeric_dims(ds.space))
+  net_config = dataclasses.replace(
+      net_config, encoding_dim=ds.space.dim, numeric_dims=numeric_dims(ds.space))
   scaler = FeatureScaler.fit(ds.features_TxF[mask_T])
   data = prepare_data(ds, train_config.target, scaler)
   rng = np.random.default_rng(train_config.seed)

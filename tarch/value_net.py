@@ -43,8 +43,14 @@ class ValueNetConfig:
   task_hidden: tuple[int, ...] = (32,)  # widths of the meta-feature MLP G before its head
   use_meta_features: bool = True  # False: no G term, V is the across-task prior (ablation)
   numeric_basis: int = 8  # radial basis functions per numeric encoding entry
-  numeric_dims: tuple[int, ...] = ()  # encoding entries that are numeric; set by
-  # `meta_train.fit` from the space
+  # Layout of the search space's encoding; set by `meta_train.fit` from the space:
+  encoding_dim: int = 0  # E
+  numeric_dims: tuple[int, ...] = ()  # entries of integer and float choices
+
+  @property
+  def feature_dim(self) -> int:
+    """Width D of phi(a)."""
+    return self.encoding_dim + len(self.numeric_dims) * (self.numeric_basis - 1)
 
 
 def features(config: ValueNetConfig, enc_E: jax.Array) -> jax.Array:
@@ -62,33 +68,62 @@ def features(config: ValueNetConfig, enc_E: jax.Array) -> jax.Array:
 
 
 class ValueNet(nn.Module):
-  """V(mf_F, enc_E) -> scalar; batch dimensions broadcast (see module docstring)."""
+  """V(mf_F, enc_E) -> scalar; batch dimensions broadcast (see module docstring).
+
+  `task_embedding(mf)` (the G term's weights) and `value(g, enc)` split the computation so that
+  inference computes G once per task instead of at every ascent step.
+  """
 
   config: ValueNetConfig
 
-  @nn.compact
-  def __call__(self, mf_F: jax.Array, enc_E: jax.Array) -> jax.Array:
+  def setup(self):
+    self.main_effects = nn.Dense(1)
+    if self.config.interaction_hidden:
+      self.interaction_layers = [nn.Dense(w) for w in self.config.interaction_hidden]
+      self.interactions = nn.Dense(1, kernel_init=nn.initializers.zeros)
+    if self.config.use_meta_features:
+      self.task_layers = [nn.Dense(w) for w in self.config.task_hidden]
+      self.task_effects = nn.Dense(self.config.feature_dim, kernel_init=nn.initializers.zeros)
+
+  def task_embedding(self, mf_F: jax.Array) -> jax.Array:
+    """G(m): per-task weights on phi(a), `[..., D]` (zeros without meta-features)."""
+    if not self.config.use_meta_features:
+      return jnp.zeros(mf_F.shape[:-1] + (self.config.feature_dim,), mf_F.dtype)
+    g = mf_F
+    for layer in self.task_layers:
+      g = nn.gelu(layer(g))
+    return self.task_effects(g)
+
+  def value(self, g_D: jax.Array, enc_E: jax.Array) -> jax.Array:
+    """V given the task embedding."""
     phi = features(self.config, enc_E)
-    value = nn.Dense(1, name="main_effects")(phi)[..., 0]
+    value = self.main_effects(phi)[..., 0] + jnp.sum(phi * g_D, axis=-1)
     if self.config.interaction_hidden:
       h = enc_E
-      for width in self.config.interaction_hidden:
-        h = nn.gelu(nn.Dense(width)(h))
-      value = value + nn.Dense(1, kernel_init=nn.initializers.zeros, name="interactions")(h)[
-          ..., 0]
-    if self.config.use_meta_features:
-      g = mf_F
-      for width in self.config.task_hidden:
-        g = nn.gelu(nn.Dense(width)(g))
-      g = nn.Dense(phi.shape[-1], kernel_init=nn.initializers.zeros, name="task_effects")(g)
-      value = value + jnp.sum(phi * g, axis=-1)
+      for layer in self.interaction_layers:
+        h = nn.gelu(layer(h))
+      value = value + self.interactions(h)[..., 0]
     return value
+
+  def __call__(self, mf_F: jax.Array, enc_E: jax.Array) -> jax.Array:
+    return self.value(self.task_embedding(mf_F), enc_E)
+
+
+def task_embeddings(config: ValueNetConfig, params_M, mf_F: jax.Array) -> jax.Array:
+  """G(m) of every ensemble member: `[M, D]`."""
+  net = ValueNet(config)
+  return jax.vmap(lambda p: net.apply(p, mf_F, method=ValueNet.task_embedding))(params_M)
+
+
+def apply_embedded(config: ValueNetConfig, params_M, g_MxD: jax.Array, enc_NxE: jax.Array):
+  """Predictions of every member given its task embedding: `[M, N]`."""
+  net = ValueNet(config)
+  return jax.vmap(lambda p, g: net.apply(p, g, enc_NxE, method=ValueNet.value))(params_M, g_MxD)
 
 
 def apply_ensemble(config: ValueNetConfig, params_M, mf_F: jax.Array, enc_NxE: jax.Array):
   """Predictions of every ensemble member: `[M, N]`."""
-  net = ValueNet(config)
-  return jax.vmap(lambda p: net.apply(p, mf_F, enc_NxE))(params_M)
+  return apply_embedded(config, params_M, task_embeddings(config, params_M, mf_F), enc_NxE)
 
 
 def lower_bound(values_MxN: jax.Array, pessimism: float) -> jax.Array:
@@ -101,10 +136,13 @@ def lower_bound(values_MxN: jax.Array, pessimism: float) -> jax.Array:
   return values_MxN.mean(0) - pessimism * values_MxN.std(0)
 
 
-def ensemble_value(config: ValueNetConfig, params_M, mf_F: jax.Array, enc_E: jax.Array,
+def ensemble_value(config: ValueNetConfig, params_M, g_MxD: jax.Array, enc_E: jax.Array,
                    pessimism: float = 0.0) -> jax.Array:
-  """`lower_bound` of one encoding (the objective that inference ascends): a scalar."""
-  return lower_bound(apply_ensemble(config, params_M, mf_F, enc_E[None]), pessimism)[0]
+  """`lower_bound` of one encoding given the members' task embeddings: a scalar.
+
+  This is the objective that inference ascends.
+  """
+  return lower_bound(apply_embedded(config, params_M, g_MxD, enc_E[None]), pessimism)[0]
 
 
 def init_params(config: ValueNetConfig, key: jax.Array, num_features: int, enc_dim: int):

@@ -22,8 +22,9 @@ from tarch.meta_train import TrainConfig
 from tarch.value_net import ValueNetConfig
 
 
-# Dataclass fields that the library derives itself (from the search space), not settings.
-_DERIVED = {"numeric_dims"}
+# Dataclass fields that are not settings of their own: derived from the search space by the
+# library, or (the training seed) from the config's top-level `seed`.
+_DERIVED = {"numeric_dims", "seed"}
 
 
 def _group(dataclass_type, **overrides) -> ml_collections.ConfigDict:

@@ -1,0 +1,88 @@
+"""Ablation of tarch's ingredients on a LOTO benchmark: what each one contributes.
+
+  python benchmarks/ablation.py [--benchmark=nasbench_graph | --data_dir=DIR] [--seeds=0,1,2]
+
+Runs the full leave-one-task-out evaluation for the default config and for variants that each
+remove or change one ingredient, over several seeds (value-network initialisation, batches,
+held-out split and ascent starts), and prints a markdown table of `tarch`'s and `tarch_rank`'s
+mean normalised regret (mean and std over seeds), with the seed-independent baselines below it.
+"""
+
+import argparse
+import os
+import tempfile
+import time
+
+import numpy as np
+
+from experiments import loto
+from experiments.configs.loto import get_config
+from tarch import evaluate
+from tarch import runs
+
+# name -> (description, {"group.field": value} overrides of the default config)
+VARIANTS = {
+    "default": ("as shipped", {}),
+    "mse": ("regression loss instead of pairwise ranking", {"train.loss": "mse"}),
+    "no_meta_features": ("V without the meta-feature term", {"value_net.use_meta_features": False}),
+    "no_shrinkage": ("meta-feature term kept at full scale", {"train.task_effect_scales": (1.0,)}),
+    "no_mf_dropout": ("no meta-feature dropout in training", {"train.meta_feature_dropout": 0.0}),
+    "interactions": ("with an interaction MLP (64 units)", {"value_net.interaction_hidden": (64,)}),
+    "single_member": ("ensemble of 1", {"train.ensemble_size": 1}),
+    "ensemble_16": ("ensemble of 16", {"train.ensemble_size": 16}),
+    "uniform_tasks": ("tasks sampled uniformly, not by results", {"train.task_weighting": "uniform"}),
+    "loss_early_stop": ("early stopping on held-out loss", {"train.early_stopping": "loss"}),
+    "no_early_stop": ("no held-out tasks: all steps, no early stopping",
+                      {"train.holdout_tasks": 0, "train.patience": 10**6}),
+    "pessimism": ("rank by mean - 1 std of the ensemble", {"infer.pessimism": 1.0}),
+}
+
+
+def main():
+  parser = argparse.ArgumentParser()
+  parser.add_argument("--benchmark", default="nasbench_graph")
+  parser.add_argument("--data_dir", default=None)
+  parser.add_argument("--seeds", default="0,1,2")
+  parser.add_argument("--variants", default=",".join(VARIANTS))
+  args = parser.parse_args()
+  seeds = [int(s) for s in args.seeds.split(",")]
+  with tempfile.TemporaryDirectory() as tmp:
+    data_dir = loto.prepare_data_dir(tmp, args.data_dir,
+                                     None if args.data_dir else args.benchmark)
+    ds = runs.load_meta_dataset(data_dir)
+  rows, baselines = [], {}
+  for name in args.variants.split(","):
+    description, overrides = VARIANTS[name]
+    per_seed = {"tarch": [], "tarch_rank": []}
+    start = time.perf_counter()
+    for seed in seeds:
+      config = get_config()
+      config.seed = seed
+      for key, value in overrides.items():
+        group, field = key.split(".")
+        config[group][field] = value
+      regrets = {}
+      for task in range(ds.num_tasks):
+        for row in loto.run_fold(config, ds, task)["rows"]:
+          regrets.setdefault(row["method"], []).append(row["normalized_regret"])
+      for method in per_seed:
+        per_seed[method].append(np.mean(regrets[method]))
+      for method in evaluate.METHODS:
+        if not method.startswith("tarch"):
+          baselines[method] = np.mean(regrets[method])
+    rows.append((name, description, per_seed, time.perf_counter() - start))
+    print(f"{name}: tarch {np.mean(per_seed['tarch']):.3f} +- {np.std(per_seed['tarch']):.3f}",
+          flush=True)
+  print(f"\n{os.path.basename(data_dir.rstrip('/'))}: {ds.num_tasks} tasks, seeds {seeds}\n")
+  print("| variant | change | tarch regret | tarch_rank regret | seconds/seed |")
+  print("|---|---|---|---|---|")
+  for name, description, per_seed, seconds in rows:
+    cells = [f"{np.mean(v):.3f} ± {np.std(v):.3f}" for v in per_seed.values()]
+    print(f"| {name} | {description} | {cells[0]} | {cells[1]} | {seconds / len(seeds):.0f} |")
+  print("\n| baseline | regret |\n|---|---|")
+  for method, value in sorted(baselines.items(), key=lambda kv: kv[1]):
+    print(f"| {method} | {value:.3f} |")
+
+
+if __name__ == "__main__":
+  main()
