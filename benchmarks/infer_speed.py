@@ -16,12 +16,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from experiments.configs.loto import get_config
+from experiments.configs.loto import get_config, library_configs
 from tarch import infer as infer_lib
 from tarch import meta_train
 from tarch import runs
 from tarch.benchmarks import nasbench_graph
-from tarch.value_net import ValueNetConfig
 
 
 def _time(fn, repeats):
@@ -41,11 +40,8 @@ def main():
   config = get_config()
   with tempfile.TemporaryDirectory() as tmp:
     ds = runs.load_meta_dataset(nasbench_graph.convert(tmp))
-  net = ValueNetConfig(**{k: tuple(v) if isinstance(v, (list, tuple)) else v
-                          for k, v in config.value_net.to_dict().items()})
-  model, _ = meta_train.fit(ds, net, meta_train.TrainConfig(**config.train.to_dict()),
-                            train_tasks=range(8))
-  infer_config = infer_lib.InferConfig(**config.infer.to_dict())
+  net, train, infer_config = library_configs(config)
+  model, _ = meta_train.fit(ds, net, train, train_tasks=range(8))
   assert (infer_config.num_restarts, infer_config.num_steps) == (64, 200), infer_config
   task = ds.task_names.index("proteins")
   features = jnp.asarray(ds.features_TxF[task], jnp.float32)

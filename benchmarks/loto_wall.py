@@ -1,8 +1,8 @@
 """Wall time of the full NAS-Bench-Graph LOTO run, as a user runs it (fresh process and workdir).
 
-  python benchmarks/loto_wall.py [--repeats 3] [--seeds 0,1,2]
+  python benchmarks/loto_wall.py [--seeds 0,1,2]
 
-Each repeat runs `python -m experiments.loto --benchmark=nasbench_graph` in a new process and a new
+Each seed runs `python -m experiments.loto --benchmark=nasbench_graph` in a new process and a new
 workdir (so conversion, loading and compilation are included) with a different `--config.seed`,
 then prints the median wall time and, per seed, the mean normalised regret of every method, so
 the same command also shows how much the result moves with the seed.

@@ -22,6 +22,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 
@@ -38,8 +39,8 @@ from tarch import evaluate
 from tarch import meta_train
 from tarch import runs as runs_lib
 from tarch.benchmarks import nasbench_graph
-from tarch.infer import InferConfig
-from tarch.value_net import ValueNetConfig
+from experiments.configs.loto import library_configs
+import tarch
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(__file__), "configs", "loto.py"),
@@ -51,7 +52,8 @@ _TASKS = flags.DEFINE_list("tasks", None, "Hold out only these tasks (default: e
 
 # Built-in benchmarks: name -> function writing its meta-dataset directory.
 BENCHMARKS = {"nasbench_graph": nasbench_graph.convert}
-_SUMMARY_METRICS = ("normalized_regret", "percentile", "trials_to_match")
+# Bump when what a fold computes changes, so that older fold files are recomputed, not reused.
+_FOLD_FORMAT = 1
 
 
 def _atomic_write_text(path: str, text: str) -> None:
@@ -70,17 +72,22 @@ def prepare_data_dir(workdir: str, data_dir: str | None, benchmark: str | None) 
   if benchmark not in BENCHMARKS:
     raise ValueError(f"unknown benchmark {benchmark!r}; valid: {sorted(BENCHMARKS)}")
   out = os.path.join(workdir, "meta_dataset")
-  # write_meta_dataset writes space.json last-but-one and tasks.csv last, each atomically, so a
-  # directory with tasks.csv is complete.
-  if not os.path.exists(os.path.join(out, runs_lib.TASKS_FILE)):
+  if not os.path.isdir(out):
+    # Converted into a temporary directory that is renamed into place once complete, so a
+    # killed conversion never leaves a half-written meta-dataset behind.
     logging.info("converting benchmark %s into %s", benchmark, out)
-    BENCHMARKS[benchmark](out)
+    tmp = tempfile.mkdtemp(prefix=".meta_dataset.", dir=workdir)
+    BENCHMARKS[benchmark](tmp)
+    os.replace(tmp, out)
   return out
 
 
 def _fingerprint(config: ml_collections.ConfigDict, ds: runs_lib.MetaDataset) -> str:
   """Identifies what a fold result depends on: the config and the data."""
   h = hashlib.sha256(config.to_json(sort_keys=True).encode())
+  h.update(f"tarch {tarch.__version__} fold format {_FOLD_FORMAT}".encode())
+  h.update(json.dumps(ds.space.to_dict(), sort_keys=True).encode())
+  h.update("\n".join(ds.arch_keys).encode())
   for array in (ds.features_TxF, ds.enc_AxE, ds.task_R, ds.arch_R, ds.score_R, ds.test_score_R):
     h.update(np.ascontiguousarray(array).tobytes())
   h.update("\n".join(ds.task_names).encode())
@@ -93,13 +100,26 @@ def _fold_path(workdir: str, task_name: str) -> str:
   return os.path.join(workdir, "folds", f"{safe}-{digest}.json")
 
 
+def _load_fold(path: str, fingerprint: str) -> dict | None:
+  """A finished fold to reuse, or None if absent, unreadable or from another config or data."""
+  if not os.path.exists(path):
+    return None
+  try:
+    with open(path) as f:
+      fold = json.load(f)
+    reusable = fold["fingerprint"] == fingerprint and isinstance(fold["rows"], list)
+  except (OSError, ValueError, KeyError, TypeError) as e:
+    logging.warning("fold file %s is unreadable (%s); rerunning the fold", path, e)
+    return None
+  if not reusable:
+    logging.info("fold %s was run with another config, data or code version; rerunning", path)
+    return None
+  return fold
+
+
 def run_fold(config: ml_collections.ConfigDict, ds: runs_lib.MetaDataset, task: int) -> dict:
   """Fits the ensemble without `task` and evaluates every method on it."""
-  net_config = ValueNetConfig(**{
-      k: tuple(v) if isinstance(v, (list, tuple)) else v
-      for k, v in config.value_net.to_dict().items()})
-  train_config = meta_train.TrainConfig(**config.train.to_dict(), seed=config.seed)
-  infer_config = InferConfig(**config.infer.to_dict())
+  net_config, train_config, infer_config = library_configs(config)
   train_tasks = [t for t in range(ds.num_tasks) if t != task]
   t0 = time.perf_counter()
   model, history = meta_train.fit(ds, net_config, train_config, train_tasks=train_tasks)
@@ -173,7 +193,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
     unknown = sorted(set(tasks) - set(ds.task_names))
     if unknown:
       raise ValueError(f"--tasks names unknown tasks {unknown}; known: {list(ds.task_names)}")
-    held_out = [ds.task_names.index(t) for t in tasks]
+    held_out = ds.task_indices(tasks)
   else:
     held_out = list(range(ds.num_tasks))
   _atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
@@ -183,13 +203,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
   start = time.perf_counter()
   for i, task in enumerate(held_out):
     path = _fold_path(workdir, ds.task_names[task])
-    fold = None
-    if os.path.exists(path):
-      with open(path) as f:
-        fold = json.load(f)
-      if fold.get("fingerprint") != fingerprint:
-        logging.info("fold %s was run with another config or data; rerunning", path)
-        fold = None
+    fold = _load_fold(path, fingerprint)
     if fold is None:
       fold = run_fold(config, ds, task)
       fold["fingerprint"] = fingerprint

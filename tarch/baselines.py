@@ -42,10 +42,12 @@ def table_scores(ds: runs_lib.MetaDataset, weight_T: np.ndarray, pool_arch_P: np
   pool_arch_P = np.asarray(pool_arch_P)
   out = mean_A[pool_arch_P]
   unseen = np.flatnonzero(np.isnan(out))
-  if unseen.size:
-    enc = ds.enc_AxE
-    d = ((enc[pool_arch_P[unseen], None, :] - enc[None, seen, :])**2).sum(-1)
-    out[unseen] = mean_A[seen[np.argmin(d, axis=1)]]
+  seen_enc = ds.enc_AxE[seen].astype(np.float64)
+  seen_sq = (seen_enc**2).sum(1)
+  for chunk in np.array_split(unseen, max(1, len(unseen) // 256)):
+    # Squared distances up to a per-row constant, in chunks: no [unseen, seen, E] array.
+    d = seen_sq[None] - 2 * ds.enc_AxE[pool_arch_P[chunk]].astype(np.float64) @ seen_enc.T
+    out[chunk] = mean_A[seen[np.argmin(d, axis=1)]]
   return out
 
 
@@ -60,7 +62,7 @@ def nearest_task(ds: runs_lib.MetaDataset, train_tasks, task: int) -> int:
   """Training task closest to `task` in meta-features standardised over the training tasks."""
   train_tasks = np.asarray(list(train_tasks))
   f = ds.features_TxF
-  mean, std = f[train_tasks].mean(0), f[train_tasks].std(0)
+  std = f[train_tasks].std(0)
   std = np.where(std > 1e-12, std, 1.0)
   d = (((f[train_tasks] - f[task]) / std)**2).sum(1)
   return int(train_tasks[np.argmin(d)])

@@ -28,7 +28,7 @@ import optax
 
 from tarch import value_net as vn
 from tarch.meta_train import ValueModel
-from tarch.space import Categorical, Space
+from tarch.space import Space
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,6 +44,18 @@ class InferConfig:
   top_k: int = 10  # architectures returned
   pool_neighbours: int = 8  # with a pool: nearest members of each optimum re-scored by V
   pessimism: float = 0.0  # candidates are ranked by ensemble mean - pessimism * member std
+
+  def __post_init__(self):
+    checks = {
+        "num_restarts >= 1": self.num_restarts >= 1, "num_steps >= 1": self.num_steps >= 1,
+        "learning_rate > 0": self.learning_rate > 0, "init_scale >= 0": self.init_scale >= 0,
+        "temperature_start > 0": self.temperature_start > 0,
+        "temperature_end > 0": self.temperature_end > 0, "top_k >= 1": self.top_k >= 1,
+        "pool_neighbours >= 1": self.pool_neighbours >= 1, "pessimism >= 0": self.pessimism >= 0,
+    }
+    failed = [name for name, ok in checks.items() if not ok]
+    if failed:
+      raise ValueError(f"invalid InferConfig: need {', '.join(failed)}; got {self}")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -135,8 +147,7 @@ def _support_bias(space: Space, pool_PxE: jax.Array) -> jax.Array:
   """
   used_E = pool_PxE.max(axis=0) > 0
   numeric_E = np.zeros(space.dim, bool)
-  for c, (a, b) in zip(space.choices, space.slices):
-    numeric_E[a:b] = not isinstance(c, Categorical)
+  numeric_E[list(space.numeric_dims)] = True
   return jnp.where(used_E | numeric_E, 0.0, -1e9)
 
 
@@ -160,6 +171,13 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
   if features_F.shape != model.scaler.mean_F.shape:
     raise ValueError(f"expected {model.scaler.mean_F.shape[0]} meta-features, got shape "
                      f"{features_F.shape}")
+  if not np.all(np.isfinite(np.asarray(features_F))):
+    raise ValueError(f"meta-features must be finite, got {np.asarray(features_F).tolist()}")
+  if (model.config.encoding_dim, model.config.numeric_dims) != (space.dim, space.numeric_dims):
+    raise ValueError(
+        f"the model was trained on an encoding of width {model.config.encoding_dim} with numeric "
+        f"entries {list(model.config.numeric_dims)}, but space {space.name!r} has width "
+        f"{space.dim} with numeric entries {list(space.numeric_dims)}")
   if pool_PxE is not None:
     pool_PxE = jnp.asarray(pool_PxE, jnp.float32)
     if pool_PxE.ndim != 2 or pool_PxE.shape[1] != space.dim or pool_PxE.shape[0] == 0:

@@ -31,7 +31,6 @@ import optax
 
 from tarch import runs as runs_lib
 from tarch import value_net as vn
-from tarch.space import Categorical
 
 
 @dataclasses.dataclass(frozen=True)
@@ -59,6 +58,33 @@ class TrainConfig:
   meta_feature_dropout: float = 0.5  # probability of replacing a sample's meta-features by the
   # training mean (zeros after standardisation): teaches V its across-task prior
   seed: int = 0
+
+  def __post_init__(self):
+    vn.get_loss(self.loss)  # Raises naming the valid losses.
+    try:
+      runs_lib.check_normalization(self.target)
+    except ValueError as e:
+      raise ValueError(f"invalid TrainConfig target: {e}") from None
+    checks = {
+        "ensemble_size >= 1": self.ensemble_size >= 1,
+        "holdout_tasks >= 0": self.holdout_tasks >= 0,
+        "num_steps >= 1": self.num_steps >= 1,
+        "eval_every >= 1": self.eval_every >= 1,
+        "patience >= 1": self.patience >= 1,
+        "batch_size >= 1": self.batch_size >= 1,
+        "eval_size >= 1": self.eval_size >= 1,
+        "0 < top_quantile <= 1": 0 < self.top_quantile <= 1,
+        "0 <= meta_feature_dropout < 1": 0 <= self.meta_feature_dropout < 1,
+        "learning_rate > 0": self.learning_rate > 0,
+        "early_stopping in ('top_quantile', 'loss')":
+            self.early_stopping in ("top_quantile", "loss"),
+        "task_weighting in ('results', 'uniform')":
+            self.task_weighting in ("results", "uniform"),
+        "task_effect_scales within [0, 1]": all(0 <= x <= 1 for x in self.task_effect_scales),
+    }
+    failed = [name for name, ok in checks.items() if not ok]
+    if failed:
+      raise ValueError(f"invalid TrainConfig: need {', '.join(failed)}; got {self}")
 
 
 @flax.struct.dataclass
@@ -93,14 +119,14 @@ class ValueModel:
   params: Any  # Flax params with a leading ensemble axis [M, ...]
   scaler: FeatureScaler
   config: vn.ValueNetConfig = flax.struct.field(pytree_node=False)
-  task_effect_scale: float = flax.struct.field(pytree_node=False, default=1.0)  # the
-  # shrinkage chosen by `fit` (already applied to `params`; kept for reporting)
+  task_effect_scale: float = 1.0  # the shrinkage chosen by `fit` (already applied to
+  # `params`; kept for reporting; a leaf, so models differing only in it share compilations)
 
   def predict(self, features_F: jax.Array, enc_NxE: jax.Array,
               pessimism: float = 0.0) -> jax.Array:
     """Value `[N]` of architectures for a task with raw meta-features: the ensemble mean, minus
     `pessimism` member standard deviations (`value_net.lower_bound`)."""
-    return _predict(self, features_F, enc_NxE, pessimism)
+    return _predict(self, features_F, enc_NxE, float(pessimism))
 
   def predict_members(self, features_F: jax.Array, enc_NxE: jax.Array) -> jax.Array:
     """Per-member values `[M, N]`."""
@@ -121,7 +147,7 @@ def _predict_members(model: ValueModel, features_F, enc_NxE):
   return vn.apply_ensemble(model.config, model.params, model.scaler(features_F), enc_NxE)
 
 
-@jax.jit
+@functools.partial(jax.jit, static_argnames="pessimism")
 def _predict(model: ValueModel, features_F, enc_NxE, pessimism):
   return vn.lower_bound(_predict_members(model, features_F, enc_NxE), pessimism)
 
@@ -239,12 +265,6 @@ def _holdout_masks(train_mask_T: np.ndarray, train_config: TrainConfig, rng) -> 
   return fit_w, held
 
 
-def numeric_dims(space) -> tuple[int, ...]:
-  """Encoding entries of the space's integer and float choices."""
-  return tuple(a for c, (a, _) in zip(space.choices, space.slices)
-               if not isinstance(c, Categorical))
-
-
 def prepare_data(ds: runs_lib.MetaDataset, target: str, scaler: FeatureScaler) -> TrainData:
   """Device arrays for training; `scaler` standardises the meta-features."""
   order = np.lexsort((ds.arch_R, ds.task_R))
@@ -280,25 +300,15 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
     shrunk by the `task_effect_scales` entry that did best on the held-out tasks) and the
     history, one dict per evaluation.
   """
-  if train_config.ensemble_size < 1:
-    raise ValueError("ensemble_size must be >= 1")
-  if train_config.early_stopping not in _VALIDATION_METRICS:
-    raise ValueError(f"unknown early_stopping {train_config.early_stopping!r}; valid: "
-                     f"{sorted(_VALIDATION_METRICS)}")
-  vn.get_loss(train_config.loss)  # Fails early, naming the valid losses.
-  if train_config.task_weighting not in ("results", "uniform"):
-    raise ValueError(f"unknown task_weighting {train_config.task_weighting!r}; valid: "
-                     "['results', 'uniform']")
   mask_T = np.zeros(ds.num_tasks, bool)
   if train_tasks is None:
     mask_T[:] = True
   else:
-    index = {n: i for i, n in enumerate(ds.task_names)}
-    mask_T[[index[t] if isinstance(t, str) else int(t) for t in train_tasks]] = True
+    mask_T[ds.task_indices(train_tasks)] = True
   if not mask_T.any():
     raise ValueError("fit needs at least one training task")
   net_config = dataclasses.replace(
-      net_config, encoding_dim=ds.space.dim, numeric_dims=numeric_dims(ds.space))
+      net_config, encoding_dim=ds.space.dim, numeric_dims=ds.space.numeric_dims)
   scaler = FeatureScaler.fit(ds.features_TxF[mask_T])
   data = prepare_data(ds, train_config.target, scaler)
   rng = np.random.default_rng(train_config.seed)
@@ -337,15 +347,31 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
       progress(record)
   scale = 1.0
   if net_config.use_meta_features and train_config.task_effect_scales:
-    metric = {s: float(np.mean(np.asarray(_validation(
-        net_config, train_config, scale_task_effects(best_params, s), data, *eval_pairs))))
-              for s in sorted(train_config.task_effect_scales)}
-    scale = min(metric, key=metric.get)  # sorted, so ties go to the stronger shrinkage
+    scales = sorted(train_config.task_effect_scales)
+    per_member = np.stack([np.asarray(_validation(
+        net_config, train_config, scale_task_effects(best_params, s), data, *eval_pairs))
+                           for s in scales])  # [S, M]
+    scale = _one_standard_error_choice(scales, per_member)
     best_params = scale_task_effects(best_params, scale)
     if progress is not None:
-      progress({"task_effect_scale": scale, "val_loss_by_scale": metric})
+      progress({"task_effect_scale": scale,
+                "val_loss_by_scale": dict(zip(scales, per_member.mean(1).tolist()))})
   return ValueModel(params=best_params, scaler=scaler, config=net_config,
                     task_effect_scale=scale), history
+
+
+def _one_standard_error_choice(scales: list[float], metric_SxM: np.ndarray) -> float:
+  """The smallest scale whose mean held-out metric is within one standard error of the best.
+
+  The "one standard error" rule of cross-validation: among settings the held-out tasks cannot
+  tell apart, take the simplest, here the one closest to the across-task prior. With a few
+  weakly related tasks, the meta-feature term has to earn its place.
+  """
+  mean = metric_SxM.mean(1)
+  best = int(np.argmin(mean))
+  m = metric_SxM.shape[1]
+  se = metric_SxM[best].std(ddof=1) / np.sqrt(m) if m > 1 else 0.0
+  return float(next(s for s, v in zip(scales, mean) if v <= mean[best] + se))
 
 
 def scale_task_effects(params, scale: float):
@@ -370,7 +396,8 @@ def save(model: ValueModel, directory: str | os.PathLike) -> None:
   state = {"params": model.params, "scaler": dataclasses.asdict(model.scaler)}
   with ocp.StandardCheckpointer() as ckpt:
     ckpt.save(os.path.join(directory, "state"), state, force=True)
-  config = {**dataclasses.asdict(model.config), "task_effect_scale": model.task_effect_scale}
+  config = {**dataclasses.asdict(model.config),
+            "task_effect_scale": float(model.task_effect_scale)}
   tmp = os.path.join(directory, "value_net.json.tmp")
   with open(tmp, "w") as f:
     json.dump(config, f, indent=2)

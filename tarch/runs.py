@@ -101,15 +101,8 @@ class MetaDataset:
     # Already sorted when built by `from_frames`; sort anyway for hand-built datasets.
     return rows[np.argsort(self.arch_R[rows], kind="stable")]
 
-  def select_tasks(self, tasks: Iterable[int | str]) -> MetaDataset:
-    """Keeps only `tasks`, re-indexed in the order given; all architectures are kept.
-
-    Args:
-      tasks: task names or indices (may be mixed), without repeats.
-
-    Returns:
-      A new MetaDataset whose task `i` is the `i`-th of `tasks`.
-    """
+  def task_indices(self, tasks: Iterable[int | str]) -> list[int]:
+    """Indices of `tasks` (names or indices, may be mixed); rejects unknown ones and repeats."""
     tasks = list(tasks)
     index = {name: i for i, name in enumerate(self.task_names)}
     picked = []
@@ -126,6 +119,18 @@ class MetaDataset:
         raise TypeError(f"tasks must be names or indices, got {t!r}")
     if len(set(picked)) != len(picked):
       raise ValueError(f"tasks selected more than once in {tasks}")
+    return picked
+
+  def select_tasks(self, tasks: Iterable[int | str]) -> MetaDataset:
+    """Keeps only `tasks`, re-indexed in the order given; all architectures are kept.
+
+    Args:
+      tasks: task names or indices (may be mixed), without repeats.
+
+    Returns:
+      A new MetaDataset whose task `i` is the `i`-th of `tasks`.
+    """
+    picked = self.task_indices(tasks)
     rows = [self.task_rows(t) for t in picked]
     rows_R = np.concatenate(rows) if rows else np.zeros(0, np.int64)
     new_task = np.concatenate(
@@ -621,6 +626,12 @@ _NORMALIZERS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
 }
 
 
+def check_normalization(method: str) -> None:
+  """Raises ValueError naming the valid methods if `method` is not one of them."""
+  if method not in _NORMALIZERS:
+    raise ValueError(f"unknown normalisation {method!r}; valid: {sorted(_NORMALIZERS)}")
+
+
 def normalize_scores(score_R: np.ndarray, task_R: np.ndarray, num_tasks: int,
                      method: str) -> np.ndarray:
   """Normalises scores within each task, since raw scores are not comparable across tasks.
@@ -639,8 +650,7 @@ def normalize_scores(score_R: np.ndarray, task_R: np.ndarray, num_tasks: int,
   Returns:
     float64 [R] normalised scores, in the same order as `score_R`.
   """
-  if method not in _NORMALIZERS:
-    raise ValueError(f"unknown normalisation {method!r}; valid: {sorted(_NORMALIZERS)}")
+  check_normalization(method)
   score_R = np.asarray(score_R, dtype=np.float64)
   task_R = np.asarray(task_R)
   if score_R.ndim != 1 or score_R.shape != task_R.shape:

@@ -92,7 +92,9 @@ def _choice_from_dict(d: Mapping[str, Any], where: str) -> Choice:
         raise SpaceError(f"{where}: '{key}' must be a number")
       if not math.isfinite(bound):
         raise SpaceError(f"{where}: '{key}' must be finite, got {bound}")
-    low, high, log = d["low"], d["high"], bool(d.get("log", False))
+    low, high, log = d["low"], d["high"], d.get("log", False)
+    if not isinstance(log, bool):
+      raise SpaceError(f"{where}: 'log' must be true or false, got {log!r}")
     if kind == "int" and (low != int(low) or high != int(high)):
       raise SpaceError(f"{where}: int bounds must be integers, got {low}, {high}")
     if not low < high:
@@ -178,8 +180,10 @@ class Space:
     return tuple(out)
 
   @property
-  def has_numeric(self) -> bool:
-    return any(not isinstance(c, Categorical) for c in self.choices)
+  def numeric_dims(self) -> tuple[int, ...]:
+    """Encoding entries of the integer and float choices (one each)."""
+    return tuple(a for c, (a, _) in zip(self.choices, self.slices)
+                 if not isinstance(c, Categorical))
 
   # ---------------------------------------------------------------- discrete <-> encoding
 

@@ -133,7 +133,11 @@ def lower_bound(values_MxN: jax.Array, pessimism: float) -> jax.Array:
   architecture's value varies from task to task; a positive `pessimism` prefers architectures
   that are good for every member over ones a few members like a lot.
   """
-  return values_MxN.mean(0) - pessimism * values_MxN.std(0)
+  mean = values_MxN.mean(0)
+  if isinstance(pessimism, (int, float)) and pessimism == 0:
+    return mean  # No spread term: its gradient is undefined for a single member.
+  # The small constant keeps the gradient of the spread finite where members agree exactly.
+  return mean - pessimism * jnp.sqrt(values_MxN.var(0) + 1e-12)
 
 
 def ensemble_value(config: ValueNetConfig, params_M, g_MxD: jax.Array, enc_E: jax.Array,

@@ -10,6 +10,7 @@ import pytest
 from tarch import infer as infer_lib
 from tarch import meta_train
 from tarch import value_net as vn
+from tarch.space import Categorical, Space
 
 CONFIG = infer_lib.InferConfig(num_restarts=16, num_steps=60, top_k=5)
 
@@ -115,3 +116,39 @@ def test_infer_rejects_wrong_shapes(synthetic_ds, model):
   with pytest.raises(ValueError, match="pool must have shape"):
     infer_lib.infer(model, synthetic_ds.space, _features(synthetic_ds), jax.random.key(0),
                     CONFIG, pool_PxE=np.zeros((3, 2)))
+
+
+def test_infer_rejects_bad_inputs(synthetic_ds, model):
+  features = _features(synthetic_ds)
+  with pytest.raises(ValueError, match="meta-features must be finite"):
+    infer_lib.infer(model, synthetic_ds.space, features.at[0].set(jnp.nan), jax.random.key(0),
+                    CONFIG)
+  other = Space("other", (Categorical("x", ("a", "b")),))
+  with pytest.raises(ValueError, match="trained on an encoding of width"):
+    infer_lib.infer(model, other, features, jax.random.key(0), CONFIG)
+  with pytest.raises(ValueError, match="temperature_end > 0"):
+    infer_lib.InferConfig(temperature_end=0.0)
+
+
+def test_held_out_scores_never_reach_the_methods(synthetic_ds):
+  """LOTO leakage check: scrambling the held-out task's scores changes no pick but the oracle's."""
+  from tarch import evaluate
+  held_out = 0
+  rows = synthetic_ds.task_rows(held_out)
+  rng = np.random.default_rng(0)
+  scrambled = dataclasses.replace(
+      synthetic_ds,
+      score_R=synthetic_ds.score_R.copy(), test_score_R=synthetic_ds.test_score_R.copy())
+  scrambled.score_R[rows] = 10 * rng.permutation(synthetic_ds.score_R[rows])
+  scrambled.test_score_R[rows] = rng.permutation(synthetic_ds.test_score_R[rows]) - 3
+  net = vn.ValueNetConfig(task_hidden=(8,))
+  train = meta_train.TrainConfig(ensemble_size=2, num_steps=60, eval_every=30, batch_size=64,
+                                 eval_size=128)
+  picks = []
+  for ds in (synthetic_ds, scrambled):
+    model, _ = meta_train.fit(ds, net, train, train_tasks=range(1, 6))
+    fold = evaluate.evaluate_fold(ds, held_out, model, infer_lib.InferConfig(
+        num_restarts=8, num_steps=20), jax.random.key(0))
+    picks.append({r["method"]: r["architecture"] for r in fold
+                  if not r["method"].startswith(("random", "oracle"))})
+  assert picks[0] == picks[1]

@@ -166,7 +166,8 @@ def test_layout(space):
   starts = [a for a, _ in space.slices]
   stops = [b for _, b in space.slices]
   assert starts == [0] + stops[:-1] and stops[-1] == space.dim
-  assert space.has_numeric == any(not isinstance(c, Categorical) for c in space.choices)
+  assert space.numeric_dims == tuple(
+      a for c, (a, _) in zip(space.choices, space.slices) if not isinstance(c, Categorical))
 
 
 @_FAST

@@ -12,8 +12,9 @@ from tarch import meta_train
 from tarch import value_net as vn
 
 NET = vn.ValueNetConfig(interaction_hidden=(32, 32), task_hidden=(8,))
+# The meta-feature term is kept at full scale here, so tests can check that it is used.
 TRAIN = meta_train.TrainConfig(ensemble_size=3, num_steps=300, eval_every=50, batch_size=64,
-                               eval_size=256, patience=100)
+                               eval_size=256, patience=100, task_effect_scales=(1.0,))
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +103,33 @@ def test_shrinkage_keeps_informative_meta_features():
   space, runs_df, tasks_df = synthetic.make_frames(num_tasks=8, archs_per_task=96,
                                                    relatedness=3.0, noise=0.01, seed=1)
   ds = runs.from_frames(space, runs_df, tasks_df)
-  config = dataclasses.replace(TRAIN, num_steps=400, ensemble_size=4)
+  config = dataclasses.replace(TRAIN, num_steps=400, ensemble_size=4,
+                               task_effect_scales=(0.0, 0.25, 0.5, 1.0))
   model, _ = meta_train.fit(ds, NET, config)
   assert model.task_effect_scale > 0.0
+
+
+def test_one_standard_error_rule_prefers_stronger_shrinkage():
+  # Scale 1.0 is best on average but within one standard error of 0.25, which is chosen.
+  metric = np.array([[1.0, 1.2, 0.8], [0.55, 0.75, 0.65], [0.5, 0.7, 0.6]])
+  assert meta_train._one_standard_error_choice([0.0, 0.25, 1.0], metric) == 0.25
+  clear = np.array([[1.0, 1.0, 1.0], [0.0, 0.01, 0.02]])
+  assert meta_train._one_standard_error_choice([0.0, 1.0], clear) == 1.0
+
+
+@pytest.mark.parametrize("field, value", [
+    ("ensemble_size", 0), ("num_steps", 0), ("eval_every", 0), ("top_quantile", 0.0),
+    ("meta_feature_dropout", 1.0), ("holdout_tasks", -1), ("task_weighting", "by_size"),
+    ("early_stopping", "never"), ("target", "rank"), ("task_effect_scales", (2.0,))])
+def test_invalid_train_config_is_named(field, value):
+  with pytest.raises(ValueError, match=field.split("_")[0]):
+    meta_train.TrainConfig(**{field: value})
+
+
+def test_single_member_ensemble_gives_finite_gradients(synthetic_ds):
+  model, _ = meta_train.fit(synthetic_ds, NET, dataclasses.replace(
+      TRAIN, ensemble_size=1, num_steps=20, eval_every=10))
+  space = synthetic_ds.space
+  mf = model.scaler(jnp.asarray(synthetic_ds.features_TxF[0], jnp.float32))
+  grad = jax.grad(lambda th: model.value(mf, space.relax(th)))(jnp.ones(space.dim))
+  assert np.all(np.isfinite(grad))

@@ -24,7 +24,7 @@ from tarch.value_net import ValueNetConfig
 
 # Dataclass fields that are not settings of their own: derived from the search space by the
 # library, or (the training seed) from the config's top-level `seed`.
-_DERIVED = {"numeric_dims", "seed"}
+_DERIVED = {"encoding_dim", "numeric_dims", "seed"}
 
 
 def _group(dataclass_type, **overrides) -> ml_collections.ConfigDict:
@@ -35,6 +35,16 @@ def _group(dataclass_type, **overrides) -> ml_collections.ConfigDict:
     raise ValueError(f"{dataclass_type.__name__} has no fields {sorted(unknown)}")
   fields.update(overrides)
   return ml_collections.ConfigDict(fields)
+
+
+def library_configs(config: ml_collections.ConfigDict
+                    ) -> tuple[ValueNetConfig, TrainConfig, InferConfig]:
+  """The typed, frozen library configs of a LOTO config (the jit-facing boundary)."""
+  net = config.value_net.to_dict()
+  net = ValueNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in net.items()})
+  train = config.train.to_dict()
+  train["task_effect_scales"] = tuple(train["task_effect_scales"])
+  return (net, TrainConfig(**train, seed=config.seed), InferConfig(**config.infer.to_dict()))
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
