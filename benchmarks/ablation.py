@@ -27,7 +27,7 @@ VARIANTS = {
     "no_meta_features": ("V without the meta-feature term", {"value_net.use_meta_features": False}),
     "no_shrinkage": ("meta-feature term kept at full scale", {"train.task_effect_scales": (1.0,)}),
     "best_scale": ("shrinkage: best held-out scale, not the 1-SE rule's",
-                   {"train.task_effect_scales": (0.0, 0.2499, 0.5, 1.0)}),
+                   {"train.shrinkage_rule": "best"}),
     "no_mf_dropout": ("no meta-feature dropout in training", {"train.meta_feature_dropout": 0.0}),
     "interactions": ("with an interaction MLP (64 units)", {"value_net.interaction_hidden": (64,)}),
     "single_member": ("ensemble of 1", {"train.ensemble_size": 1}),

@@ -110,12 +110,11 @@ def _first_occurrence(same_RxR: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("space", "infer_config", "config"))
 def _infer_arrays(space: Space, infer_config: InferConfig, config: vn.ValueNetConfig, params_M,
-                  mf_F, key, pool_PxE):
+                  g_MxD, key, pool_PxE):
   """The compiled core: returns (candidate encodings [K, E], values [K], pool rows [K], valid)."""
   r = infer_config.num_restarts
   theta_RxE = infer_config.init_scale * jax.random.normal(key, (r, space.dim))
   bias_E = jnp.zeros((space.dim,)) if pool_PxE is None else _support_bias(space, pool_PxE)
-  g_MxD = vn.task_embeddings(config, params_M, mf_F)  # constant during the ascent
   relaxed_RxE = _ascend(config, infer_config, space, params_M, g_MxD, theta_RxE, bias_E)
 
   if pool_PxE is None:
@@ -183,7 +182,8 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
     if pool_PxE.ndim != 2 or pool_PxE.shape[1] != space.dim or pool_PxE.shape[0] == 0:
       raise ValueError(f"pool must have shape [P>0, {space.dim}], got {pool_PxE.shape}")
   enc, values, rows, valid = jax.device_get(_infer_arrays(
-      space, config, model.config, model.params, model.scaler(features_F), key, pool_PxE))
+      space, config, model.config, model.params, model.task_embeddings(features_F), key,
+      pool_PxE))
   enc, values, rows = enc[valid], values[valid], rows[valid]
   return Inference(
       architectures=space.decode_many(enc), encodings=enc, predicted=values,

@@ -55,6 +55,8 @@ class TrainConfig:
   weight_decay: float = 1e-4  # AdamW decoupled weight decay
   task_effect_scales: tuple[float, ...] = (0.0, 0.25, 0.5, 1.0)  # shrinkage of the
   # meta-feature term toward the across-task prior, chosen after training on held-out tasks
+  shrinkage_rule: str = "one_se"  # "one_se": smallest scale within one standard error of the
+  # best held-out metric; "best": the best one
   meta_feature_dropout: float = 0.5  # probability of replacing a sample's meta-features by the
   # training mean (zeros after standardisation): teaches V its across-task prior
   seed: int = 0
@@ -78,6 +80,7 @@ class TrainConfig:
         "learning_rate > 0": self.learning_rate > 0,
         "early_stopping in ('top_quantile', 'loss')":
             self.early_stopping in ("top_quantile", "loss"),
+        "shrinkage_rule in ('one_se', 'best')": self.shrinkage_rule in ("one_se", "best"),
         "task_weighting in ('results', 'uniform')":
             self.task_weighting in ("results", "uniform"),
         "task_effect_scales within [0, 1]": all(0 <= x <= 1 for x in self.task_effect_scales),
@@ -92,7 +95,7 @@ class FeatureScaler:
   """Standardises meta-features with training-task statistics, clipped to their training range.
 
   Clipping keeps a new task whose meta-features lie far outside the training tasks from driving
-  V into regions it never saw; there it falls back to the nearest seen values.
+  V into regions it never saw; `trust` measures how far outside they lie.
   """
 
   mean_F: jax.Array  # float32 [F]
@@ -109,7 +112,20 @@ class FeatureScaler:
     return cls(*(jnp.asarray(v, jnp.float32) for v in (mean, std, z.min(0), z.max(0))))
 
   def __call__(self, mf_xF: jax.Array) -> jax.Array:
-    return jnp.clip((mf_xF - self.mean_F) / self.std_F, self.low_F, self.high_F)
+    return jnp.clip(self._standardize(mf_xF), self.low_F, self.high_F)
+
+  def trust(self, mf_xF: jax.Array) -> jax.Array:
+    """exp(-d^2 / 2), d = how far (in training stds) the meta-features lie outside the range.
+
+    1 inside the training tasks' range. The meta-feature term of V is an extrapolation beyond
+    it, so `ValueModel` fades that term out, toward the across-task prior, as d grows.
+    """
+    z = self._standardize(mf_xF)
+    excess = z - jnp.clip(z, self.low_F, self.high_F)
+    return jnp.exp(-0.5 * jnp.sum(excess**2, axis=-1))
+
+  def _standardize(self, mf_xF: jax.Array) -> jax.Array:
+    return (mf_xF - self.mean_F) / self.std_F
 
 
 @flax.struct.dataclass
@@ -132,6 +148,15 @@ class ValueModel:
     """Per-member values `[M, N]`."""
     return _predict_members(self, features_F, enc_NxE)
 
+  def task_embeddings(self, features_F: jax.Array) -> jax.Array:
+    """Each member's meta-feature term for a task with raw meta-features: `[M, D]`.
+
+    Scaled by `FeatureScaler.trust`, so a task far outside the training tasks' meta-feature
+    range gets the across-task prior rather than an extrapolation.
+    """
+    g_MxD = vn.task_embeddings(self.config, self.params, self.scaler(features_F))
+    return g_MxD * self.scaler.trust(features_F)
+
   def value(self, mf_F: jax.Array, enc_E: jax.Array, pessimism: float = 0.0) -> jax.Array:
     """The ascent objective for one encoding, given *standardised* meta-features."""
     g_MxD = vn.task_embeddings(self.config, self.params, mf_F)
@@ -144,7 +169,8 @@ class ValueModel:
 
 @jax.jit
 def _predict_members(model: ValueModel, features_F, enc_NxE):
-  return vn.apply_ensemble(model.config, model.params, model.scaler(features_F), enc_NxE)
+  return vn.apply_embedded(model.config, model.params, model.task_embeddings(features_F),
+                           enc_NxE)
 
 
 @functools.partial(jax.jit, static_argnames="pessimism")
@@ -351,7 +377,10 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
     per_member = np.stack([np.asarray(_validation(
         net_config, train_config, scale_task_effects(best_params, s), data, *eval_pairs))
                            for s in scales])  # [S, M]
-    scale = _one_standard_error_choice(scales, per_member)
+    if train_config.shrinkage_rule == "one_se":
+      scale = _one_standard_error_choice(scales, per_member)
+    else:
+      scale = scales[int(np.argmin(per_member.mean(1)))]
     best_params = scale_task_effects(best_params, scale)
     if progress is not None:
       progress({"task_effect_scale": scale,

@@ -4,12 +4,13 @@ V is built around what transfers between tasks. On real meta-datasets the effect
 on its own (which operation, which learning-rate range) carries over to a new task far better
 than the interactions between choices, which are largely task-specific; so V is
 
-    V(m, a) = <w, phi(a)>  +  <G(m), phi(a)>  +  MLP(a)
+    V(m, a) = <w, phi(a)>  +  <G(m) - G(0), phi(a)>  +  MLP(a)
               main effects    task-dependent      interactions between choices
                               main effects        (optional)
 
 where phi(a) is the encoding with each numeric entry expanded into a smooth radial basis (so a
-numeric choice can have an interior optimum), G is a small MLP of the meta-features, and the
+numeric choice can have an interior optimum), G is a small MLP of the standardised
+meta-features (m = 0 is the mean training task, where the term vanishes), and the
 last layers of G and of the interaction MLP start at zero: training starts from the additive
 across-task prior and departs from it only as far as the data (and early stopping on held-out
 tasks) supports. Meta-feature dropout in training (see `tarch.meta_train`) makes V with the mean
@@ -86,13 +87,19 @@ class ValueNet(nn.Module):
       self.task_effects = nn.Dense(self.config.feature_dim, kernel_init=nn.initializers.zeros)
 
   def task_embedding(self, mf_F: jax.Array) -> jax.Array:
-    """G(m): per-task weights on phi(a), `[..., D]` (zeros without meta-features)."""
+    """G(m) - G(0): per-task weights on phi(a), `[..., D]` (zeros without meta-features).
+
+    Subtracting G at the training mean (m = 0 after standardisation) makes V at the mean task,
+    which meta-feature dropout trains, exactly the main effects: the across-task prior. Scaling
+    this term toward 0 (`meta_train.scale_task_effects`) then moves V toward that prior.
+    """
     if not self.config.use_meta_features:
       return jnp.zeros(mf_F.shape[:-1] + (self.config.feature_dim,), mf_F.dtype)
-    g = mf_F
-    for layer in self.task_layers:
-      g = nn.gelu(layer(g))
-    return self.task_effects(g)
+    def g(x):
+      for layer in self.task_layers:
+        x = nn.gelu(layer(x))
+      return self.task_effects(x)
+    return g(mf_F) - g(jnp.zeros_like(mf_F))
 
   def value(self, g_D: jax.Array, enc_E: jax.Array) -> jax.Array:
     """V given the task embedding."""

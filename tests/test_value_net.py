@@ -133,3 +133,12 @@ def test_single_member_ensemble_gives_finite_gradients(synthetic_ds):
   mf = model.scaler(jnp.asarray(synthetic_ds.features_TxF[0], jnp.float32))
   grad = jax.grad(lambda th: model.value(mf, space.relax(th)))(jnp.ones(space.dim))
   assert np.all(np.isfinite(grad))
+
+
+def test_meta_feature_term_fades_outside_the_training_range(synthetic_ds, fitted):
+  model, _ = fitted
+  inside = jnp.asarray(synthetic_ds.features_TxF[1], jnp.float32)
+  assert float(model.scaler.trust(inside)) == pytest.approx(1.0)
+  far = inside.at[0].set(1e3)
+  assert float(model.scaler.trust(far)) < 1e-6
+  np.testing.assert_allclose(model.task_embeddings(far), 0.0, atol=1e-6)
