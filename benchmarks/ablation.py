@@ -17,8 +17,7 @@ import numpy as np
 
 from experiments import loto
 from experiments.configs.loto import get_config
-from tarch import evaluate
-from tarch import runs
+from tarch import evaluate, runs
 
 # name -> (description, {"group.field": value} overrides of the default config)
 VARIANTS = {
@@ -67,8 +66,8 @@ def main():
       for task in range(ds.num_tasks):
         for row in loto.run_fold(config, ds, task)["rows"]:
           regrets.setdefault(row["method"], []).append(row["normalized_regret"])
-      for method in per_seed:
-        per_seed[method].append(np.mean(regrets[method]))
+      for method, values in per_seed.items():
+        values.append(np.mean(regrets[method]))
       for method in evaluate.METHODS:
         if not method.startswith("tarch"):
           baselines[method] = np.mean(regrets[method])

@@ -18,7 +18,6 @@ workdir:
 
 from __future__ import annotations
 
-import dataclasses
 import hashlib
 import json
 import os
@@ -26,21 +25,18 @@ import tempfile
 import time
 from collections.abc import Sequence
 
-from absl import app
-from absl import flags
-from absl import logging
 import jax
 import ml_collections
-from ml_collections import config_flags
 import numpy as np
 import pandas as pd
+from absl import app, flags, logging
+from ml_collections import config_flags
 
-from tarch import evaluate
-from tarch import meta_train
+import tarch
+from experiments.configs.loto import library_configs
+from tarch import evaluate, meta_train
 from tarch import runs as runs_lib
 from tarch.benchmarks import nasbench_graph
-from experiments.configs.loto import library_configs
-import tarch
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(__file__), "configs", "loto.py"),
@@ -142,7 +138,7 @@ def summarize(results: pd.DataFrame) -> dict:
       methods[method] = {
           "mean_normalized_regret": float(sub["normalized_regret"].mean()),
           "mean_percentile": float(sub["percentile"].mean()),
-          "num_tasks": int(len(sub)),
+          "num_tasks": len(sub),
       }
   return {"methods": methods}
 

@@ -21,9 +21,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tarch import baselines
+from tarch import baselines, metrics
 from tarch import infer as infer_lib
-from tarch import metrics
 from tarch import runs as runs_lib
 from tarch.meta_train import ValueModel
 

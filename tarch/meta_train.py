@@ -252,7 +252,7 @@ def _top_quantile_metric(net_config, train_config, params, data, task, row_i, ro
   del row_j
   net = vn.ValueNet(net_config)
   value = net.apply(params, data.mf_TxF[task], data.enc_AxE[data.arch_R[row_i]])
-  k = max(1, int(round(train_config.top_quantile * task.shape[0])))
+  k = max(1, round(train_config.top_quantile * task.shape[0]))
   _, top = jax.lax.top_k(value, k)
   return -data.target_R[row_i][top].mean()
 
@@ -272,6 +272,13 @@ def _validation(net_config, train_config, params_M, data, task_MxK, row_i_MxK, r
   metric = _VALIDATION_METRICS[train_config.early_stopping]
   return jax.vmap(lambda p, t, i, j: metric(net_config, train_config, p, data, t, i, j))(
       params_M, task_MxK, row_i_MxK, row_j_MxK)
+
+
+def _keep_better(better_M: np.ndarray, new_M, old_M):
+  """Per member: the new params where it improved, else the old ones."""
+  return jax.tree.map(
+      lambda new, old: jnp.where(better_M.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
+      new_M, old_M)
 
 
 def _holdout_masks(train_mask_T: np.ndarray, train_config: TrainConfig, rng) -> tuple:
@@ -362,9 +369,7 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
     val_loss = np.asarray(_validation(net_config, train_config, params, data, *eval_pairs))
     better = val_loss < best_loss
     best_loss = np.where(better, val_loss, best_loss)
-    best_params = jax.tree.map(
-        lambda new, old: jnp.where(better.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
-        params, best_params)
+    best_params = _keep_better(better, params, best_params)
     stale = 0 if better.any() else stale + 1
     record = {"step": step, "train_loss": float(np.mean(train_loss)),
               "val_loss": float(np.mean(val_loss)), "best_val_loss": float(np.mean(best_loss))}

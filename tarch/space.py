@@ -17,7 +17,7 @@ import json
 import math
 import os
 from collections.abc import Mapping, Sequence
-from typing import Any, Union
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -64,7 +64,7 @@ class Float:
   width = 1
 
 
-Choice = Union[Categorical, Integer, Float]
+Choice = Categorical | Integer | Float
 _NUMERIC_TYPES = {"int": Integer, "float": Float}
 
 
@@ -232,7 +232,7 @@ class Space:
       else:
         # Clipped: at u = 0 or 1 the exp/log round trip can miss a bound by an ulp.
         value = min(max(_from_unit(c, float(np.clip(block[0], 0.0, 1.0))), c.low), c.high)
-        arch[c.name] = int(round(value)) if isinstance(c, Integer) else float(value)
+        arch[c.name] = round(value) if isinstance(c, Integer) else float(value)
     return arch
 
   def decode_many(self, enc_NxE: Any) -> list[dict[str, Any]]:

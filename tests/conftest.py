@@ -2,8 +2,7 @@
 
 import pytest
 
-from tarch import runs
-from tarch import synthetic
+from tarch import runs, synthetic
 
 
 @pytest.fixture(scope="session")

@@ -5,10 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from tarch import baselines
-from tarch import evaluate
-from tarch import meta_train
-from tarch import runs
+from tarch import baselines, evaluate, meta_train, runs
 from tarch import value_net as vn
 from tarch.infer import InferConfig
 from tarch.space import Categorical, Space

@@ -21,7 +21,6 @@ from tarch.infer import InferConfig
 from tarch.meta_train import TrainConfig
 from tarch.value_net import ValueNetConfig
 
-
 # Dataclass fields that are not settings of their own: derived from the search space by the
 # library, or (the training seed) from the config's top-level `seed`.
 _DERIVED = {"encoding_dim", "numeric_dims", "seed"}

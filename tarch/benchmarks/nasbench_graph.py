@@ -62,7 +62,7 @@ def package_dir() -> str:
   if spec is None or not spec.submodule_search_locations:
     raise FileNotFoundError(
         "the 'nas-bench-graph' package is not installed: pip install nas-bench-graph==1.4.0")
-  return os.path.join(list(spec.submodule_search_locations)[0], "light")
+  return os.path.join(next(iter(spec.submodule_search_locations)), "light")
 
 
 def task_features() -> pd.DataFrame:
