@@ -4,8 +4,7 @@
 
 Fits the default value-network ensemble on 8 NAS-Bench-Graph tasks, then times inference for the
 ninth, without a pool and with its 2,021-member pool, and for comparison one `predict` over the
-full 26,206-architecture table, and the ascent alone with restarts as a batch axis (as shipped)
-and as `jax.vmap` over single-restart ascents. Prints medians (and quartiles) over repeated calls; each call
+full 26,206-architecture table. Prints medians (and quartiles) over repeated calls; each call
 blocks until its results are on the host.
 """
 
@@ -42,7 +41,6 @@ def main():
     ds = runs.load_meta_dataset(nasbench_graph.convert(tmp))
   net, train, infer_config = library_configs(config)
   model, _ = meta_train.fit(ds, net, train, train_tasks=range(8))
-  net = model.config  # with the space layout filled in by fit
   assert (infer_config.num_restarts, infer_config.num_steps) == (64, 200), infer_config
   task = ds.task_names.index("proteins")
   features = jnp.asarray(ds.features_TxF[task], jnp.float32)
@@ -59,17 +57,6 @@ def main():
           model, ds.space, features, next(keys), infer_config, pool_PxE=pool),
       f"predict all {table.shape[0]}": lambda: np.asarray(model.predict(features, table)),
   }
-  # The same ascent written as jax.vmap over single-restart ascents (what `infer._ascend`'s
-  # batch axis replaces), for the ratio quoted in BUILD_NOTES.md.
-  g = model.task_embeddings(features)
-  bias = jnp.zeros(ds.space.dim)
-  theta = jax.random.normal(jax.random.key(1), (infer_config.num_restarts, ds.space.dim))
-  batched = jax.jit(lambda th: infer_lib._ascend(
-      net, infer_config, ds.space, model.params, g, th, bias))
-  vmapped = jax.jit(jax.vmap(lambda th: infer_lib._ascend(
-      net, infer_config, ds.space, model.params, g, th[None], bias)[0]))
-  cases["ascent only, batched"] = lambda: batched(theta).block_until_ready()
-  cases["ascent only, vmapped"] = lambda: vmapped(theta).block_until_ready()
   for name, fn in cases.items():
     q1, med, q3 = _time(fn, args.repeats)
     print(f"{name:28s} median {med:7.2f} ms   (quartiles {q1:.2f} / {q3:.2f})")

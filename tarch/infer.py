@@ -2,8 +2,8 @@
 
 For a task's meta-features, many random relaxed architectures (softmax logits per categorical
 choice, a pre-sigmoid scalar per numeric choice) are ascended on the trained value network with
-`jax.grad` (the network fixed), all restarts side by side (a batch axis: see `_ascend`), while
-the softmax temperature is annealed toward one-hot. The objective is the one candidates are finally ranked by: the
+`jax.grad` (the network fixed), all restarts in one `jax.vmap`, while the softmax temperature is
+annealed toward one-hot. The objective is the one candidates are finally ranked by: the
 ensemble mean, minus `pessimism` member standard deviations. The optima are discretised (or, with a candidate pool, replaced by their
 nearest pool members, the ascent having been restricted to the categorical values the pool
 uses), deduplicated, re-scored and returned best first.
@@ -70,15 +70,8 @@ class Inference:
 
 
 def _ascend(config: vn.ValueNetConfig, infer_config: InferConfig, space: Space, params_M,
-            g_MxD, theta_RxE, bias_E):
-  """Gradient ascent of R relaxed architectures at once; returns the relaxed optima `[R, E]`.
-
-  Restarts do not interact, so the gradient of their summed value with respect to restart r's
-  parameters is exactly the gradient of restart r's own value, and Adam's update is per
-  coordinate: this is `jax.vmap` of a single-restart ascent, written with the restart axis as a
-  batch axis so each network layer is one matrix product. (Literally vmapping the single-restart
-  ascent over the already member-vmapped ensemble gives XLA nested batched products of tiny
-  matrices, about 8x slower on CPU; see BUILD_NOTES.md.)
+            g_MxD, theta_E, bias_E):
+  """Gradient ascent of one relaxed architecture; returns the relaxed optimum `[E]`.
 
   `bias_E` is added to the parameters before relaxing: -1e9 on categorical values that are not
   allowed (no pool member uses them), 0 elsewhere.
@@ -88,10 +81,9 @@ def _ascend(config: vn.ValueNetConfig, infer_config: InferConfig, space: Space, 
                        jnp.log(infer_config.temperature_end), steps)
   optimizer = optax.adam(infer_config.learning_rate)
 
-  def neg_value(theta_RxE, temperature):
-    enc_RxE = space.relax(theta_RxE + bias_E, temperature)
-    values_MxR = vn.apply_embedded(config, params_M, g_MxD, enc_RxE)
-    return -vn.lower_bound(values_MxR, infer_config.pessimism).sum()
+  def neg_value(theta, temperature):
+    enc_E = space.relax(theta + bias_E, temperature)
+    return -vn.ensemble_value(config, params_M, g_MxD, enc_E, infer_config.pessimism)
 
   def step(carry, log_temperature):
     theta, opt_state = carry
@@ -99,8 +91,8 @@ def _ascend(config: vn.ValueNetConfig, infer_config: InferConfig, space: Space, 
     updates, opt_state = optimizer.update(grad, opt_state, theta)
     return (optax.apply_updates(theta, updates), opt_state), None
 
-  (theta_RxE, _), _ = jax.lax.scan(step, (theta_RxE, optimizer.init(theta_RxE)), log_t)
-  return space.relax(theta_RxE + bias_E, infer_config.temperature_end)
+  (theta_E, _), _ = jax.lax.scan(step, (theta_E, optimizer.init(theta_E)), log_t)
+  return space.relax(theta_E + bias_E, infer_config.temperature_end)
 
 
 def _first_occurrence(same_RxR: jax.Array) -> jax.Array:
@@ -108,14 +100,17 @@ def _first_occurrence(same_RxR: jax.Array) -> jax.Array:
   return ~jnp.tril(same_RxR, k=-1).any(axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("space", "infer_config", "config"))
-def _infer_arrays(space: Space, infer_config: InferConfig, config: vn.ValueNetConfig, params_M,
-                  g_MxD, key, pool_PxE):
+@functools.partial(jax.jit, static_argnames=("space", "infer_config"))
+def _infer_arrays(space: Space, infer_config: InferConfig, model: ValueModel, features_F, key,
+                  pool_PxE):
   """The compiled core: returns (candidate encodings [K, E], values [K], pool rows [K], valid)."""
   r = infer_config.num_restarts
   theta_RxE = infer_config.init_scale * jax.random.normal(key, (r, space.dim))
   bias_E = jnp.zeros((space.dim,)) if pool_PxE is None else _support_bias(space, pool_PxE)
-  relaxed_RxE = _ascend(config, infer_config, space, params_M, g_MxD, theta_RxE, bias_E)
+  config, params_M = model.config, model.params
+  g_MxD = model.task_embeddings(features_F)  # constant during the ascent
+  relaxed_RxE = jax.vmap(lambda theta_E: _ascend(
+      config, infer_config, space, params_M, g_MxD, theta_E, bias_E))(theta_RxE)
 
   if pool_PxE is None:
     cand_CxE = space.discretize(relaxed_RxE)
@@ -182,8 +177,7 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
     if pool_PxE.ndim != 2 or pool_PxE.shape[1] != space.dim or pool_PxE.shape[0] == 0:
       raise ValueError(f"pool must have shape [P>0, {space.dim}], got {pool_PxE.shape}")
   enc, values, rows, valid = jax.device_get(_infer_arrays(
-      space, config, model.config, model.params, model.task_embeddings(features_F), key,
-      pool_PxE))
+      space, config, model, features_F, key, pool_PxE))
   enc, values, rows = enc[valid], values[valid], rows[valid]
   return Inference(
       architectures=space.decode_many(enc), encodings=enc, predicted=values,

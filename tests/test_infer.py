@@ -32,8 +32,8 @@ def test_ascent_increases_value(synthetic_ds, model):
   mf = model.scaler(_features(synthetic_ds))
   theta = jax.random.normal(jax.random.key(1), (8, space.dim))
   g = vn.task_embeddings(model.config, model.params, mf)
-  optimum = infer_lib._ascend(model.config, CONFIG, space, model.params, g, theta,
-                              jnp.zeros(space.dim))
+  optimum = jax.vmap(lambda th: infer_lib._ascend(
+      model.config, CONFIG, space, model.params, g, th, jnp.zeros(space.dim)))(theta)
   value = jax.vmap(lambda enc: model.value(mf, enc))
   before = value(space.relax(theta, CONFIG.temperature_start))
   after = value(optimum)
@@ -74,18 +74,6 @@ def test_infer_with_pool_returns_only_pool_members(synthetic_ds, model):
   values = np.asarray(model.predict(_features(synthetic_ds), jnp.asarray(pool)))
   np.testing.assert_allclose(values[result.pool_indices], result.predicted, rtol=1e-5,
                              atol=1e-5)
-
-
-def test_batched_ascent_equals_vmapped_single_restart_ascent(synthetic_ds, model):
-  space = synthetic_ds.space
-  g = vn.task_embeddings(model.config, model.params,
-                         model.scaler(_features(synthetic_ds)))
-  theta = jax.random.normal(jax.random.key(2), (4, space.dim))
-  bias = jnp.zeros(space.dim)
-  batched = infer_lib._ascend(model.config, CONFIG, space, model.params, g, theta, bias)
-  one_by_one = jax.vmap(lambda th: infer_lib._ascend(
-      model.config, CONFIG, space, model.params, g, th[None], bias)[0])(theta)
-  np.testing.assert_allclose(batched, one_by_one, atol=1e-5)
 
 
 def test_pool_restricts_ascent_to_the_values_it_uses(synthetic_ds, model):
