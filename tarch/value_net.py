@@ -128,11 +128,6 @@ def apply_embedded(config: ValueNetConfig, params_M, g_MxD: jax.Array, enc_NxE: 
   return jax.vmap(lambda p, g: net.apply(p, g, enc_NxE, method=ValueNet.value))(params_M, g_MxD)
 
 
-def apply_ensemble(config: ValueNetConfig, params_M, mf_F: jax.Array, enc_NxE: jax.Array):
-  """Predictions of every ensemble member: `[M, N]`."""
-  return apply_embedded(config, params_M, task_embeddings(config, params_M, mf_F), enc_NxE)
-
-
 def lower_bound(values_MxN: jax.Array, pessimism: float) -> jax.Array:
   """Ensemble mean minus `pessimism` member standard deviations: `[N]`.
 
