@@ -330,8 +330,8 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
 
   Returns:
     The trained `ValueModel` (each member at its best held-out step, the meta-feature term
-    shrunk by the `task_effect_scales` entry that did best on the held-out tasks) and the
-    history, one dict per evaluation.
+    shrunk by the `task_effect_scales` entry that `shrinkage_rule` picks on the held-out
+    tasks) and the history, one dict per evaluation.
   """
   mask_T = np.zeros(ds.num_tasks, bool)
   if train_tasks is None:
