@@ -1,0 +1,153 @@
+"""Task sources: related classification tasks built from real datasets, padded to shared shapes.
+
+A task is a supervised classification problem: a source dataset, a subset of its classes, a
+training-set size, optional label noise (on training labels only: validation and test stay
+clean, so scores measure how well a model resists the noise) and input noise, and a seed that
+fixes its train / validation / test split.
+
+`offline_tasks` expands datasets that ship with scikit-learn (handwritten digits, breast cancer,
+wine; nothing is downloaded) into many related tasks. `pad_tasks` stacks tasks into arrays of
+one shape with masks, so that many tasks `jax.vmap` together (meta-features, batched training).
+
+Shape letters: T tasks, N rows (padded), D features (padded).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+
+from tarch import metafeatures
+
+_SPLIT = (0.6, 0.2, 0.2)  # train / validation / test fractions of a task's rows
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Task:
+  """One classification task; labels are re-indexed to 0..num_classes-1."""
+
+  name: str
+  source: str
+  num_classes: int
+  x_train: np.ndarray  # float32 [n_train, d]
+  y_train: np.ndarray  # int32 [n_train]
+  x_val: np.ndarray
+  y_val: np.ndarray
+  x_test: np.ndarray
+  y_test: np.ndarray
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class PaddedTasks:
+  """T tasks stacked to shared shapes; masks mark each task's real rows and features."""
+
+  names: tuple[str, ...]
+  x_TxNxD: np.ndarray  # float32, all splits' rows, padded
+  y_TxN: np.ndarray  # int32
+  train_TxN: np.ndarray  # bool, training rows
+  val_TxN: np.ndarray  # bool, validation rows
+  test_TxN: np.ndarray  # bool, test rows
+  feature_TxD: np.ndarray  # bool, real features
+  num_classes: int  # C, the largest class count (labels of every task lie in [0, C))
+
+
+def _sources() -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """The bundled datasets, features standardised per dataset."""
+  from sklearn import datasets  # Imported lazily: only the offline default needs it.
+
+  out = {}
+  for name, loader in (("digits", datasets.load_digits),
+                       ("breast_cancer", datasets.load_breast_cancer),
+                       ("wine", datasets.load_wine)):
+    x, y = loader(return_X_y=True)
+    x = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0)
+    out[name] = (x.astype(np.float32), y.astype(np.int32))
+  return out
+
+
+def make_task(name: str, source: str, x: np.ndarray, y: np.ndarray, classes, train_fraction: float,
+              label_noise: float, input_noise: float, seed: int) -> Task:
+  """Builds one task from a source dataset's arrays (see the module docstring)."""
+  rng = np.random.default_rng(seed)
+  classes = np.asarray(sorted(classes))
+  keep = np.flatnonzero(np.isin(y, classes))
+  keep = rng.permutation(keep)
+  n_test = int(round(_SPLIT[2] * len(keep)))
+  n_val = int(round(_SPLIT[1] * len(keep)))
+  test, val, pool = keep[:n_test], keep[n_test:n_test + n_val], keep[n_test + n_val:]
+  train = pool[:max(len(classes), int(round(train_fraction * len(pool))))]
+  relabel = {c: i for i, c in enumerate(classes)}
+
+  def part(index, noisy):
+    xs = x[index] + input_noise * rng.normal(size=(len(index), x.shape[1])).astype(np.float32)
+    ys = np.array([relabel[c] for c in y[index]], np.int32)
+    if noisy and label_noise > 0 and len(classes) > 1:
+      flip = rng.random(len(ys)) < label_noise
+      shift = rng.integers(1, len(classes), len(ys))
+      ys = np.where(flip, (ys + shift) % len(classes), ys).astype(np.int32)
+    return xs.astype(np.float32), ys
+
+  return Task(name, source, len(classes), *part(train, True), *part(val, False),
+              *part(test, False))
+
+
+def offline_tasks(num_tasks: int = 48, seed: int = 0) -> list[Task]:
+  """`num_tasks` related tasks from scikit-learn's bundled datasets, varied in size, classes and
+  difficulty; the same seed gives the same tasks."""
+  sources = _sources()
+  rng = np.random.default_rng(seed)
+  fractions, label_noises, input_noises = (0.15, 0.4, 1.0), (0.0, 0.1, 0.25), (0.0, 0.5)
+  grid = list(itertools.product(fractions, label_noises, input_noises))
+  names = list(sources)
+  tasks = []
+  for i in range(num_tasks):
+    source = names[i % len(names)]
+    x, y = sources[source]
+    all_classes = np.unique(y)
+    k = int(rng.integers(2, len(all_classes) + 1))
+    classes = rng.choice(all_classes, size=k, replace=False)
+    fraction, label_noise, input_noise = grid[int(rng.integers(len(grid)))]
+    name = f"{source}_c{k}_n{fraction:g}_ln{label_noise:g}_in{input_noise:g}_{i:03d}"
+    tasks.append(make_task(name, source, x, y, classes, fraction, label_noise, input_noise,
+                           seed=seed * 100_003 + i))
+  return tasks
+
+
+def pad_tasks(tasks: list[Task]) -> PaddedTasks:
+  """Stacks tasks into shared shapes with masks (see `PaddedTasks`)."""
+  if not tasks:
+    raise ValueError("pad_tasks needs at least one task")
+  rows = [len(t.y_train) + len(t.y_val) + len(t.y_test) for t in tasks]
+  n, d = max(rows), max(t.x_train.shape[1] for t in tasks)
+  shape = (len(tasks), n)
+  out = {"x": np.zeros(shape + (d,), np.float32), "y": np.zeros(shape, np.int32),
+         "train": np.zeros(shape, bool), "val": np.zeros(shape, bool),
+         "test": np.zeros(shape, bool), "feature": np.zeros((len(tasks), d), bool)}
+  for i, t in enumerate(tasks):
+    start = 0
+    for split, xs, ys in (("train", t.x_train, t.y_train), ("val", t.x_val, t.y_val),
+                          ("test", t.x_test, t.y_test)):
+      stop = start + len(ys)
+      out["x"][i, start:stop, :xs.shape[1]] = xs
+      out["y"][i, start:stop] = ys
+      out[split][i, start:stop] = True
+      start = stop
+    out["feature"][i, :t.x_train.shape[1]] = True
+  return PaddedTasks(tuple(t.name for t in tasks), out["x"], out["y"], out["train"],
+                     out["val"], out["test"], out["feature"], max(t.num_classes for t in tasks))
+
+
+def metafeature_frame(padded: PaddedTasks):
+  """tasks.csv rows: each task's meta-features, computed on its training rows only (the
+  landmarkers hold out every fourth of them), all tasks in one vmapped call."""
+  import jax
+  import pandas as pd
+
+  train_rank = np.cumsum(padded.train_TxN, axis=1)
+  holdout = padded.train_TxN & (train_rank % 4 == 0)
+  mf = jax.vmap(lambda x, y, r, f, h: metafeatures.compute(x, y, r, f, h, padded.num_classes))(
+      padded.x_TxNxD, padded.y_TxN, padded.train_TxN, padded.feature_TxD, holdout)
+  return pd.DataFrame({"task": list(padded.names),
+                       **dict(zip(metafeatures.NAMES, np.asarray(mf).T))})

@@ -1,0 +1,60 @@
+"""Offline task sources: many related tasks from bundled data, padded with masks."""
+
+import numpy as np
+import pytest
+
+from tarch import metafeatures
+from tarch import tasks as tasks_lib
+
+
+@pytest.fixture(scope="module")
+def offline():
+  return tasks_lib.offline_tasks(num_tasks=42, seed=0)
+
+
+def test_offline_default_is_varied(offline):
+  assert len(offline) == 42
+  assert len({t.source for t in offline}) >= 2
+  assert len({t.name for t in offline}) == 42
+  assert len({t.num_classes for t in offline}) >= 3
+  assert len({len(t.y_train) for t in offline}) >= 10
+  for t in offline:
+    assert set(np.unique(t.y_test)) <= set(range(t.num_classes))
+    assert t.x_train.shape[1] == t.x_val.shape[1] == t.x_test.shape[1]
+    assert len(t.y_train) >= t.num_classes and len(t.y_val) > 0 and len(t.y_test) > 0
+
+
+def test_same_seed_same_tasks_other_seed_other_tasks():
+  a = tasks_lib.offline_tasks(num_tasks=4, seed=1)
+  b = tasks_lib.offline_tasks(num_tasks=4, seed=1)
+  c = tasks_lib.offline_tasks(num_tasks=4, seed=2)
+  for x, y in zip(a, b):
+    assert x.name == y.name
+    np.testing.assert_array_equal(x.x_train, y.x_train)
+    np.testing.assert_array_equal(x.y_test, y.y_test)
+  assert any(not np.array_equal(x.x_train, z.x_train) for x, z in zip(a, c))
+
+
+def test_label_noise_only_on_training_labels():
+  x = np.repeat(np.eye(2, dtype=np.float32), 200, axis=0)
+  y = np.repeat(np.arange(2, dtype=np.int32), 200)
+  task = tasks_lib.make_task("t", "toy", x, y, [0, 1], 1.0, 0.5, 0.0, seed=0)
+  assert np.mean(task.y_train != np.argmax(task.x_train, 1)) == pytest.approx(0.5, abs=0.1)
+  np.testing.assert_array_equal(task.y_test, np.argmax(task.x_test, 1))
+  np.testing.assert_array_equal(task.y_val, np.argmax(task.x_val, 1))
+
+
+def test_padding_and_metafeatures(offline):
+  padded = tasks_lib.pad_tasks(offline[:6])
+  t = offline[2]
+  n = len(t.y_train) + len(t.y_val) + len(t.y_test)
+  assert padded.train_TxN[2].sum() == len(t.y_train)
+  assert not (padded.train_TxN & padded.val_TxN).any()
+  assert (padded.train_TxN | padded.val_TxN | padded.test_TxN)[2].sum() == n
+  assert padded.feature_TxD[2].sum() == t.x_train.shape[1]
+  np.testing.assert_array_equal(padded.x_TxNxD[2, :len(t.y_train), :t.x_train.shape[1]],
+                                t.x_train)
+  frame = tasks_lib.metafeature_frame(padded)
+  assert list(frame.columns) == ["task", *metafeatures.NAMES]
+  assert np.isfinite(frame[list(metafeatures.NAMES)].to_numpy()).all()
+  assert frame.loc[2, "log_rows"] == pytest.approx(np.log(len(t.y_train)))
