@@ -74,10 +74,10 @@ def make_task(name: str, source: str, x: np.ndarray, y: np.ndarray, classes, tra
   classes = np.asarray(sorted(classes))
   keep = np.flatnonzero(np.isin(y, classes))
   keep = rng.permutation(keep)
-  n_test = int(round(_SPLIT[2] * len(keep)))
-  n_val = int(round(_SPLIT[1] * len(keep)))
+  n_test = round(_SPLIT[2] * len(keep))
+  n_val = round(_SPLIT[1] * len(keep))
   test, val, pool = keep[:n_test], keep[n_test:n_test + n_val], keep[n_test + n_val:]
-  train = pool[:max(len(classes), int(round(train_fraction * len(pool))))]
+  train = pool[:max(len(classes), round(train_fraction * len(pool)))]
   relabel = {c: i for i, c in enumerate(classes)}
 
   def part(index, noisy):
