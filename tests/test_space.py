@@ -119,10 +119,8 @@ def _value_from_unit(c, u):
   return c.low + u * (c.high - c.low)
 
 
-def _unit_tol(space):
-  """How far `sample` (float32, on device) may put a value from `encode`'s (float64) position."""
-  del space
-  return 1e-6
+# How far `sample` (float32, on device) may put a value from `encode`'s (float64) position.
+_UNIT_TOL = 1e-6
 
 
 def _assert_same_arch(space, got, want):
@@ -226,7 +224,7 @@ def test_samples_are_valid_fixed_points(space, seed):
   for enc_E, arch in zip(enc_NxE, space.decode_many(enc_NxE)):
     _assert_valid_encoding(space, enc_E)
     space.validate(arch)
-    np.testing.assert_allclose(space.encode(arch), enc_E, rtol=0, atol=_unit_tol(space))
+    np.testing.assert_allclose(space.encode(arch), enc_E, rtol=0, atol=_UNIT_TOL)
 
 
 @hypothesis.settings(max_examples=10, deadline=None)
@@ -238,7 +236,7 @@ def test_samples_of_random_spaces_round_trip(space, seed):
   for enc_E in enc_NxE:
     arch = space.decode(enc_E)
     space.validate(arch)
-    np.testing.assert_allclose(space.encode(arch), enc_E, rtol=0, atol=_unit_tol(space))
+    np.testing.assert_allclose(space.encode(arch), enc_E, rtol=0, atol=_UNIT_TOL)
 
 
 @_FAST
