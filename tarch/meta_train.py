@@ -78,8 +78,8 @@ class TrainConfig:
         "0 < top_quantile <= 1": 0 < self.top_quantile <= 1,
         "0 <= meta_feature_dropout < 1": 0 <= self.meta_feature_dropout < 1,
         "learning_rate > 0": self.learning_rate > 0,
-        "early_stopping in ('top_quantile', 'loss')":
-            self.early_stopping in ("top_quantile", "loss"),
+        f"early_stopping in {sorted(_VALIDATION_METRICS)}":
+            self.early_stopping in _VALIDATION_METRICS,
         "shrinkage_rule in ('one_se', 'best')": self.shrinkage_rule in ("one_se", "best"),
         "task_weighting in ('results', 'uniform')":
             self.task_weighting in ("results", "uniform"),

@@ -163,8 +163,7 @@ def mse_loss(config: ValueNetConfig, params, mf_BxF, enc_BxE, target_B, other_en
              other_target_B):
   """Squared error on normalised scores. The `other_*` pair members are used as extra samples."""
   net = ValueNet(config)
-  pred = net.apply(params, mf_BxF, jnp.concatenate([enc_BxE, other_enc_BxE]).reshape(
-      2, *enc_BxE.shape))
+  pred = net.apply(params, mf_BxF, jnp.stack([enc_BxE, other_enc_BxE]))
   err = pred - jnp.stack([target_B, other_target_B])
   loss = jnp.mean(err**2)
   return loss, {"loss": loss}
