@@ -6,7 +6,8 @@ clean, so scores measure how well a model resists the noise) and input noise, an
 fixes its train / validation / test split.
 
 `offline_tasks` expands datasets that ship with scikit-learn (handwritten digits, breast cancer,
-wine; nothing is downloaded) into many related tasks. `pad_tasks` stacks tasks into arrays of
+wine; nothing is downloaded) into many related tasks; `tfds_tasks` does the same with TFDS image
+datasets (mnist, fashion_mnist, cifar10, ...). `pad_tasks` stacks tasks into arrays of
 one shape with masks, so that many tasks `jax.vmap` together (meta-features, batched training).
 
 Shape letters: T tasks, N rows (padded), D features (padded).
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -50,6 +52,7 @@ class PaddedTasks:
   val_TxN: np.ndarray  # bool, validation rows
   test_TxN: np.ndarray  # bool, test rows
   feature_TxD: np.ndarray  # bool, real features
+  classes_T: np.ndarray  # int32, each task's class count (its labels lie in [0, classes_T[t]))
   num_classes: int  # C, the largest class count (labels of every task lie in [0, C))
 
 
@@ -93,10 +96,14 @@ def make_task(name: str, source: str, x: np.ndarray, y: np.ndarray, classes, tra
               *part(test, False))
 
 
-def offline_tasks(num_tasks: int = 48, seed: int = 0) -> list[Task]:
-  """`num_tasks` related tasks from scikit-learn's bundled datasets, varied in size, classes and
-  difficulty; the same seed gives the same tasks."""
-  sources = _sources()
+def expand_tasks(sources: dict[str, tuple[np.ndarray, np.ndarray]], num_tasks: int,
+                 seed: int) -> list[Task]:
+  """`num_tasks` related tasks drawn from source datasets (name -> (x float32 [n, d], y int
+  [n])), taking the sources in turn: each task has a random subset of at least two of its
+  source's classes, a training fraction, a training-label noise rate and an input noise scale.
+  The same seed gives the same tasks."""
+  if not sources:
+    raise ValueError("expand_tasks needs at least one source dataset")
   rng = np.random.default_rng(seed)
   fractions, label_noises, input_noises = (0.15, 0.4, 1.0), (0.0, 0.1, 0.25), (0.0, 0.5)
   grid = list(itertools.product(fractions, label_noises, input_noises))
@@ -106,6 +113,8 @@ def offline_tasks(num_tasks: int = 48, seed: int = 0) -> list[Task]:
     source = names[i % len(names)]
     x, y = sources[source]
     all_classes = np.unique(y)
+    if len(all_classes) < 2:
+      raise ValueError(f"source {source!r} has {len(all_classes)} class(es); tasks need >= 2")
     k = int(rng.integers(2, len(all_classes) + 1))
     classes = rng.choice(all_classes, size=k, replace=False)
     fraction, label_noise, input_noise = grid[int(rng.integers(len(grid)))]
@@ -113,6 +122,57 @@ def offline_tasks(num_tasks: int = 48, seed: int = 0) -> list[Task]:
     tasks.append(make_task(name, source, x, y, classes, fraction, label_noise, input_noise,
                            seed=seed * 100_003 + i))
   return tasks
+
+
+def offline_tasks(num_tasks: int = 48, seed: int = 0) -> list[Task]:
+  """`num_tasks` related tasks from scikit-learn's bundled datasets (digits, breast cancer,
+  wine; nothing is downloaded), varied in size, classes and difficulty (see `expand_tasks`)."""
+  return expand_tasks(_sources(), num_tasks, seed)
+
+
+def tfds_sources(names: Sequence[str], max_examples: int = 3000, pool: int = 2,
+                 data_dir: str | None = None, seed: int = 0
+                 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+  """Image classification datasets from TFDS (e.g. mnist, fashion_mnist, kmnist, cifar10,
+  svhn_cropped) as task sources: a seeded random subset of at most `max_examples` training
+  examples each, images average-pooled by `pool` (a 28x28 image becomes 14x14 with 2), flattened
+  and standardised per dataset.
+
+  Reads through `tfds.data_source` (random access, no TensorFlow needed); TFDS downloads and
+  prepares a dataset into `data_dir` the first time it is asked for, the only network access
+  tarch makes.
+  """
+  import tensorflow_datasets as tfds  # Imported lazily: only TFDS task sources need it.
+
+  out = {}
+  rng = np.random.default_rng(seed)
+  for name in names:
+    source = tfds.data_source(name, split="train", data_dir=data_dir)
+    n = len(source)
+    if n == 0:
+      raise ValueError(f"TFDS dataset {name!r} has no training examples")
+    index = np.sort(rng.choice(n, size=min(n, max_examples), replace=False))
+    examples = [source[int(i)] for i in index]
+    missing = {"image", "label"} - set(examples[0])
+    if missing:
+      raise ValueError(f"TFDS dataset {name!r} has no {sorted(missing)} feature; tarch's image "
+                       f"tasks need `image` and `label` (found {sorted(examples[0])})")
+    images = np.stack([np.asarray(e["image"], np.float32) / 255.0 for e in examples])
+    if images.ndim == 3:
+      images = images[..., None]
+    _, h, w, c = images.shape
+    h, w = h // pool * pool, w // pool * pool
+    images = images[:, :h, :w].reshape(len(images), h // pool, pool, w // pool, pool, c)
+    x = images.mean(axis=(2, 4)).reshape(len(images), -1)
+    x = (x - x.mean(0)) / np.where(x.std(0) > 0, x.std(0), 1.0)
+    out[name] = (x.astype(np.float32), np.array([e["label"] for e in examples], np.int32))
+  return out
+
+
+def tfds_tasks(names: Sequence[str], num_tasks: int, seed: int = 0, max_examples: int = 3000,
+               pool: int = 2, data_dir: str | None = None) -> list[Task]:
+  """`num_tasks` related tasks from TFDS image datasets (see `tfds_sources`, `expand_tasks`)."""
+  return expand_tasks(tfds_sources(names, max_examples, pool, data_dir, seed), num_tasks, seed)
 
 
 def pad_tasks(tasks: list[Task]) -> PaddedTasks:
@@ -126,7 +186,7 @@ def pad_tasks(tasks: list[Task]) -> PaddedTasks:
          "train": np.zeros(shape, bool), "val": np.zeros(shape, bool),
          "test": np.zeros(shape, bool), "feature": np.zeros((len(tasks), d), bool)}
   for i, t in enumerate(tasks):
-    start = 0
+    start = 0  # training rows come first: a task's training rows are 0..n_train-1
     for split, xs, ys in (("train", t.x_train, t.y_train), ("val", t.x_val, t.y_val),
                           ("test", t.x_test, t.y_test)):
       stop = start + len(ys)
@@ -135,8 +195,9 @@ def pad_tasks(tasks: list[Task]) -> PaddedTasks:
       out[split][i, start:stop] = True
       start = stop
     out["feature"][i, :t.x_train.shape[1]] = True
+  classes = np.array([t.num_classes for t in tasks], np.int32)
   return PaddedTasks(tuple(t.name for t in tasks), out["x"], out["y"], out["train"],
-                     out["val"], out["test"], out["feature"], max(t.num_classes for t in tasks))
+                     out["val"], out["test"], out["feature"], classes, int(classes.max()))
 
 
 def metafeature_frame(padded: PaddedTasks):

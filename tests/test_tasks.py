@@ -58,3 +58,25 @@ def test_padding_and_metafeatures(offline):
   assert list(frame.columns) == ["task", *metafeatures.NAMES]
   assert np.isfinite(frame[list(metafeatures.NAMES)].to_numpy()).all()
   assert frame.loc[2, "log_rows"] == pytest.approx(np.log(len(t.y_train)))
+
+
+def test_tfds_image_tasks_from_mock_data():
+  tfds = pytest.importorskip("tensorflow_datasets")
+  with tfds.testing.mock_data(num_examples=80):
+    tasks = tasks_lib.tfds_tasks(["mnist", "cifar10"], num_tasks=6, seed=0, max_examples=60)
+  assert len(tasks) == 6 and {t.source for t in tasks} == {"mnist", "cifar10"}
+  widths = {t.source: t.x_train.shape[1] for t in tasks}
+  assert widths == {"mnist": 14 * 14, "cifar10": 16 * 16 * 3}  # average-pooled by 2
+  for t in tasks:
+    assert t.num_classes >= 2 and set(np.unique(t.y_test)) <= set(range(t.num_classes))
+    assert np.isfinite(t.x_train).all()
+  padded = tasks_lib.pad_tasks(tasks)
+  assert padded.x_TxNxD.shape[2] == 16 * 16 * 3
+  frame = tasks_lib.metafeature_frame(padded)
+  assert np.isfinite(frame.drop(columns="task").to_numpy()).all()
+
+
+def test_expand_tasks_rejects_a_one_class_source():
+  x, y = np.zeros((10, 2), np.float32), np.zeros(10, np.int32)
+  with pytest.raises(ValueError, match="'flat' has 1 class"):
+    tasks_lib.expand_tasks({"flat": (x, y)}, num_tasks=1, seed=0)
