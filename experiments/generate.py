@@ -1,0 +1,253 @@
+r"""Offline phase: train many architectures on many related tasks and keep every result.
+
+  python -m experiments.generate --config=experiments/configs/offline.py --workdir=DIR
+  python -m experiments.generate --config=experiments/configs/offline.py:small --workdir=DIR
+
+Builds the tasks (`config.tasks`), samples `config.num_architectures` architectures of the MLP
+family (`tarch.child`) once, and trains every (task, architecture, seed) triple, many at a time
+in one vmapped program per batch (`tarch.child.batch_plan`). Writes into the workdir:
+
+  generate/plan.json            what the run computes (config and code version); a rerun with
+                                another config refuses to mix results into this workdir
+  generate/batches/NNNNN.parquet  one finished batch each, written atomically; a rerun (after a
+                                kill, say) trains only the batches that are missing
+  meta_dataset/                 space.json, runs.parquet, tasks.csv (see README), written once
+                                every batch is done, then validated by loading it back
+
+Runs table columns: `task`, one column per choice, `seed`, `score` (validation accuracy),
+`test_score`, `cost` (parameter count), `train_flops`, `train_loss`, `status` ("ok" or
+"failed"), `failure` (why). A model whose training loss became non-finite is a failed run: its
+scores are those of predicting the task's majority training class (what a model that learned
+nothing gets), never NaN, and `failure` names the step.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pandas as pd
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+import tarch
+from experiments.configs.offline import child_config
+from tarch import child
+from tarch import runs as runs_lib
+from tarch import tasks as tasks_lib
+
+# Module-level flags, also the flags of experiments.demo (which imports this module).
+CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(__file__), "configs", "offline.py"),
+    "Offline config file (append :small for the two-minute variant).")
+WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results; reruns resume here.")
+
+# Bump when what a batch computes changes, so that older batches are not mixed with new ones.
+_BATCH_FORMAT = 1
+
+
+def build_tasks(config: ml_collections.ConfigDict) -> list[tasks_lib.Task]:
+  """The tasks of `config.tasks`."""
+  spec = config.tasks
+  if spec.source == "offline":
+    return tasks_lib.offline_tasks(spec.num_tasks, config.seed)
+  if spec.source == "tfds":
+    return tasks_lib.tfds_tasks(list(spec.tfds_datasets), spec.num_tasks, config.seed,
+                                spec.tfds_max_examples, spec.tfds_pool,
+                                spec.tfds_data_dir or None)
+  raise ValueError(f"config.tasks.source must be 'offline' or 'tfds', got {spec.source!r}")
+
+
+class Plan:
+  """Every model of a run, in a fixed order, and the batches that train them.
+
+  Model m trains architecture `arch_M[m]` on task `task_M[m]` with seed index `seed_M[m]`;
+  models are numbered task-major, then architecture, then seed.
+  """
+
+  def __init__(self, config: ml_collections.ConfigDict, tasks: list[tasks_lib.Task]):
+    if config.num_architectures < 1 or config.num_seeds < 1:
+      raise ValueError("config.num_architectures and config.num_seeds must be >= 1")
+    self.child = child_config(config)
+    self.space = self.child.space
+    self.tasks = tasks
+    self.padded = tasks_lib.pad_tasks(tasks)
+    enc = self.space.sample(jax.random.key(config.seed), config.num_architectures)
+    self.archs = self.space.decode_many(np.asarray(enc))
+    t, a, s = np.meshgrid(np.arange(len(tasks)), np.arange(len(self.archs)),
+                          np.arange(config.num_seeds), indexing="ij")
+    self.task_M, self.arch_M, self.seed_M = t.ravel(), a.ravel(), s.ravel()
+    self.hp = child.hyperparams([self.archs[i] for i in self.arch_M])
+    self.batches = child.batch_plan(self.child, self.hp.width, config.batch_models)
+    self.batch_models = config.batch_models
+    base_key = jax.random.key(config.seed + 1)
+    self.key_M = jax.vmap(lambda m: jax.random.fold_in(base_key, m))(jnp.arange(len(self.task_M)))
+
+  @property
+  def num_models(self) -> int:
+    return len(self.task_M)
+
+  def fingerprint(self, config: ml_collections.ConfigDict) -> str:
+    h = hashlib.sha256(config.to_json(sort_keys=True).encode())
+    h.update(f"tarch {tarch.__version__} batch format {_BATCH_FORMAT}".encode())
+    h.update("\n".join(t.name for t in self.tasks).encode())
+    h.update(np.ascontiguousarray(self.padded.x_TxNxD).tobytes())
+    return h.hexdigest()[:16]
+
+  def train_batch(self, data: child.TaskData, index: int) -> pd.DataFrame:
+    """Trains batch `index`; returns its rows of the runs table (plus `model`, the model id)."""
+    width, members = self.batches[index]
+    result = child.train_batch(self.child, data, self.hp, self.task_M, self.key_M, members,
+                               width, self.batch_models)
+    return self._rows(members, result)
+
+  def _rows(self, members: np.ndarray, result: child.Result) -> pd.DataFrame:
+    task = self.task_M[members]
+    padded = self.padded
+    failed = result.failed_step >= 0
+    floor_val, floor_test = _majority_accuracy(padded)
+    hp = jax.tree.map(lambda x: x[members], self.hp)
+    features = padded.feature_TxD.sum(1)[task]
+    classes = padded.classes_T[task]
+    rows = {"model": members, "task": [padded.names[t] for t in task]}
+    for name in self.space.names:
+      rows[name] = [self.archs[a][name] for a in self.arch_M[members]]
+    rows.update({
+        "seed": self.seed_M[members],
+        "score": np.where(failed, floor_val[task], result.val_accuracy).astype(np.float64),
+        "test_score": np.where(failed, floor_test[task], result.test_accuracy).astype(np.float64),
+        "cost": child.parameter_count(hp, features, classes).astype(np.float64),
+        "train_flops": child.training_flops(self.child, hp, features, classes).astype(np.float64),
+        "train_loss": np.where(failed, np.nan, result.train_loss).astype(np.float64),
+        "status": np.where(failed, "failed", "ok"),
+        "failure": [f"non-finite training loss at step {s}" if s >= 0 else ""
+                    for s in result.failed_step],
+    })
+    return pd.DataFrame(rows)
+
+
+def _majority_accuracy(padded: tasks_lib.PaddedTasks) -> tuple[np.ndarray, np.ndarray]:
+  """Validation and test accuracy `[T]` of predicting each task's most frequent training class."""
+  counts = np.stack([np.bincount(padded.y_TxN[t][padded.train_TxN[t]],
+                                 minlength=padded.num_classes) for t in range(len(padded.names))])
+  majority = counts.argmax(1)[:, None]
+  hit = padded.y_TxN == majority
+  return ((hit & padded.val_TxN).sum(1) / padded.val_TxN.sum(1),
+          (hit & padded.test_TxN).sum(1) / padded.test_TxN.sum(1))
+
+
+def _batch_path(workdir: str, index: int) -> str:
+  return os.path.join(workdir, "generate", "batches", f"{index:05d}.parquet")
+
+
+def _load_batch(path: str, members: np.ndarray) -> pd.DataFrame | None:
+  """A finished batch to reuse, or None if absent, unreadable or not this batch's models."""
+  if not os.path.exists(path):
+    return None
+  try:
+    frame = pd.read_parquet(path)
+  except Exception as e:  # noqa: BLE001 - any unreadable file is recomputed, not fatal.
+    logging.warning("batch file %s is unreadable (%s); training the batch again", path, e)
+    return None
+  if "model" not in frame or not np.array_equal(frame["model"].to_numpy(), members):
+    logging.warning("batch file %s holds other models; training the batch again", path)
+    return None
+  return frame
+
+
+def _check_plan(workdir: str, fingerprint: str, config: ml_collections.ConfigDict) -> None:
+  path = os.path.join(workdir, "generate", "plan.json")
+  if os.path.exists(path):
+    with open(path) as f:
+      found = json.load(f).get("fingerprint")
+    if found != fingerprint:
+      raise ValueError(
+          f"{workdir} holds a generation run with another config, data or tarch version "
+          f"(plan {found}, now {fingerprint}); use a new --workdir, or delete "
+          f"{os.path.join(workdir, 'generate')} to start over")
+    return
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  _write_atomic(path, json.dumps({"fingerprint": fingerprint,
+                                  "config": json.loads(config.to_json_best_effort())}, indent=2))
+
+
+def _write_atomic(path: str, text: str) -> None:
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    f.write(text)
+  os.replace(tmp, path)
+
+
+def run(config: ml_collections.ConfigDict, workdir: str,
+        progress: Callable[[str], None] = print) -> str:
+  """Runs (or resumes) the offline phase; returns the meta-dataset directory."""
+  out = os.path.join(workdir, "meta_dataset")
+  start = time.perf_counter()
+  tasks = build_tasks(config)
+  plan = Plan(config, tasks)
+  fingerprint = plan.fingerprint(config)
+  _check_plan(workdir, fingerprint, config)
+  if os.path.exists(os.path.join(out, "runs.parquet")):
+    progress(f"{out} is complete; nothing to train")
+    return out
+  os.makedirs(os.path.join(workdir, "generate", "batches"), exist_ok=True)
+  data = child.task_data(plan.padded)
+  frames, todo = {}, []
+  for i, (_, members) in enumerate(plan.batches):
+    frame = _load_batch(_batch_path(workdir, i), members)
+    if frame is None:
+      todo.append(i)
+    else:
+      frames[i] = frame
+  done = sum(len(f) for f in frames.values())
+  progress(f"{len(tasks)} tasks x {len(plan.archs)} architectures x {config.num_seeds} seed(s) "
+           f"= {plan.num_models} models in {len(plan.batches)} batches; {done} already done")
+  trained, train_start = 0, time.perf_counter()
+  for i in todo:
+    frame = plan.train_batch(data, i)
+    tmp = f"{_batch_path(workdir, i)}.tmp{os.getpid()}"
+    frame.to_parquet(tmp, index=False)
+    os.replace(tmp, _batch_path(workdir, i))
+    frames[i] = frame
+    trained += len(frame)
+    done += len(frame)
+    rate = trained / (time.perf_counter() - train_start)
+    eta = (plan.num_models - done) / rate
+    progress(f"[{done}/{plan.num_models} models] batch {i + 1}/{len(plan.batches)} "
+             f"(width {plan.batches[i][0]}): {rate:.1f} models/s, ETA {eta:.0f}s, "
+             f"{int((frame['status'] == 'failed').sum())} failed")
+
+  runs_df = pd.concat([frames[i] for i in range(len(plan.batches))], ignore_index=True)
+  runs_df = runs_df.sort_values("model", kind="stable").drop(columns="model")
+  runs_df = runs_df.reset_index(drop=True)
+  tasks_df = tasks_lib.metafeature_frame(plan.padded)
+  # Written into a temporary directory renamed into place once complete.
+  tmp = tempfile.mkdtemp(prefix=".meta_dataset.", dir=workdir)
+  runs_lib.write_meta_dataset(tmp, plan.space, runs_df, tasks_df)
+  runs_lib.load_meta_dataset(tmp)  # what users will load must load
+  shutil.rmtree(out, ignore_errors=True)
+  os.replace(tmp, out)
+  failed = int((runs_df["status"] == "failed").sum())
+  progress(f"wrote {out}: {len(runs_df)} runs ({failed} failed), {len(tasks)} tasks, "
+           f"{time.perf_counter() - start:.0f}s")
+  return out
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  run(CONFIG.value, WORKDIR.value, progress=lambda line: print(line, flush=True))
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("workdir")
+  app.run(main)

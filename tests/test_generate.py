@@ -1,0 +1,92 @@
+"""The offline phase binary: deterministic, resumable after SIGKILL, failures recorded."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import generate
+from experiments.configs.offline import get_config
+from tarch import runs as runs_lib
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def _tiny(**child_overrides):
+  config = get_config("small")
+  config.tasks.num_tasks = 3
+  config.num_architectures = 8
+  config.batch_models = 8
+  config.child.num_steps = 20
+  config.child.max_width = 16
+  config.child.update(child_overrides)
+  return config
+
+
+def test_same_seeds_same_runs_table(tmp_path):
+  lines = []
+  out_a = generate.run(_tiny(), str(tmp_path / "a"), progress=lines.append)
+  out_b = generate.run(_tiny(), str(tmp_path / "b"), progress=lambda _: None)
+  a = pd.read_parquet(os.path.join(out_a, "runs.parquet"))
+  pd.testing.assert_frame_equal(a, pd.read_parquet(os.path.join(out_b, "runs.parquet")))
+  assert len(a) == 3 * 8
+  assert not a[["task", "num_layers", "width", "activation", "dropout", "learning_rate",
+                "weight_decay", "seed"]].duplicated().any()
+  assert np.isfinite(a["score"]).all() and (a["status"] == "ok").all()
+  assert any("models/s" in line and "ETA" in line for line in lines)
+  ds = runs_lib.load_meta_dataset(out_a)
+  assert ds.num_tasks == 3 and ds.num_archs == 8
+  # A finished run is not redone.
+  lines.clear()
+  generate.run(_tiny(), str(tmp_path / "a"), progress=lines.append)
+  assert lines == [f"{out_a} is complete; nothing to train"]
+
+
+def test_non_finite_loss_is_a_failed_run_with_its_reason(tmp_path):
+  out = generate.run(_tiny(learning_rate=(1e20, 1e30)), str(tmp_path), progress=lambda _: None)
+  runs = pd.read_parquet(os.path.join(out, "runs.parquet"))
+  assert (runs["status"] == "failed").all()
+  assert runs["failure"].str.match(r"non-finite training loss at step \d+").all()
+  assert np.isfinite(runs["score"]).all() and np.isfinite(runs["test_score"]).all()
+  assert runs["score"].between(0, 1).all()
+  runs_lib.load_meta_dataset(out)
+
+
+def test_another_config_in_the_same_workdir_is_refused(tmp_path):
+  generate.run(_tiny(), str(tmp_path), progress=lambda _: None)
+  other = _tiny()
+  other.seed = 1
+  with pytest.raises(ValueError, match="another config"):
+    generate.run(other, str(tmp_path), progress=lambda _: None)
+
+
+def test_sigkill_then_rerun_loses_and_duplicates_nothing(tmp_path):
+  """The small config, killed after its first finished batch, then run again to the end."""
+  reference = generate.run(get_config("small"), str(tmp_path / "reference"),
+                           progress=lambda _: None)
+  workdir = tmp_path / "killed"
+  command = [sys.executable, "-m", "experiments.generate",
+             "--config=experiments/configs/offline.py:small", f"--workdir={workdir}"]
+  batches = workdir / "generate" / "batches"
+  proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+  deadline = time.time() + 300
+  while time.time() < deadline and not list(batches.glob("*.parquet")):
+    assert proc.poll() is None, "generate finished or crashed before it could be killed"
+    time.sleep(0.05)
+  proc.send_signal(signal.SIGKILL)
+  proc.wait()
+  before = {p.name: p.read_bytes() for p in batches.glob("*.parquet")}
+  assert before and not (workdir / "meta_dataset").exists()
+
+  subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)
+  for name, content in before.items():  # finished batches were kept, not trained again
+    assert (batches / name).read_bytes() == content
+  resumed = pd.read_parquet(workdir / "meta_dataset" / "runs.parquet")
+  pd.testing.assert_frame_equal(resumed, pd.read_parquet(os.path.join(reference,
+                                                                      "runs.parquet")))
