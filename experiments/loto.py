@@ -49,7 +49,7 @@ _TASKS = flags.DEFINE_list("tasks", None, "Hold out only these tasks (default: e
 # Built-in benchmarks: name -> function writing its meta-dataset directory.
 BENCHMARKS = {"nasbench_graph": nasbench_graph.convert}
 # Bump when what a fold computes changes, so that older fold files are recomputed, not reused.
-_FOLD_FORMAT = 1
+_FOLD_FORMAT = 2
 
 
 def _atomic_write_text(path: str, text: str) -> None:
@@ -126,7 +126,8 @@ def run_fold(config: ml_collections.ConfigDict, ds: runs_lib.MetaDataset, task: 
   return {"task": ds.task_names[task], "rows": rows, "train_seconds": t1 - t0,
           "eval_seconds": t2 - t1, "train_steps": history[-1]["step"],
           "best_val_loss": history[-1]["best_val_loss"],
-          "task_effect_scale": model.task_effect_scale}
+          "task_effect_scale": model.task_effect_scale,
+          "interaction_scale": model.interaction_scale}
 
 
 def summarize(results: pd.DataFrame) -> dict:

@@ -59,6 +59,10 @@ class TrainConfig:
   # best held-out metric; "best": the best one
   meta_feature_dropout: float = 0.5  # probability of replacing a sample's meta-features by the
   # training mean (zeros after standardisation): teaches V its across-task prior
+  interaction_dropout: float = 0.5  # probability that a member's step trains V without its
+  # interaction term: keeps the main effects a model of their own, so the term can be shrunk
+  interaction_scales: tuple[float, ...] = (0.0, 1.0)  # scales of the interaction term, chosen
+  # after training on held-out tasks by `shrinkage_rule` (before the task-effect scale)
   seed: int = 0
 
   def __post_init__(self):
@@ -77,6 +81,8 @@ class TrainConfig:
         "eval_size >= 1": self.eval_size >= 1,
         "0 < top_quantile <= 1": 0 < self.top_quantile <= 1,
         "0 <= meta_feature_dropout < 1": 0 <= self.meta_feature_dropout < 1,
+        "0 <= interaction_dropout < 1": 0 <= self.interaction_dropout < 1,
+        "interaction_scales within [0, 1]": all(0 <= x <= 1 for x in self.interaction_scales),
         "learning_rate > 0": self.learning_rate > 0,
         f"early_stopping in {sorted(_VALIDATION_METRICS)}":
             self.early_stopping in _VALIDATION_METRICS,
@@ -137,6 +143,7 @@ class ValueModel:
   config: vn.ValueNetConfig = flax.struct.field(pytree_node=False)
   task_effect_scale: float = 1.0  # the shrinkage chosen by `fit` (already applied to
   # `params`; kept for reporting; a leaf, so models differing only in it share compilations)
+  interaction_scale: float = 1.0  # likewise for the interaction term
 
   def predict(self, features_F: jax.Array, enc_NxE: jax.Array,
               pessimism: float = 0.0) -> jax.Array:
@@ -221,11 +228,13 @@ def _train_chunk(net_config, train_config, num_steps, params_M, opt_state_M, key
   optimizer = _optimizer(train_config)
 
   def member_step(params, opt_state, key, weight_T):
-    k_pairs, k_drop = jax.random.split(key)
+    k_pairs, k_drop, k_inter = jax.random.split(key, 3)
     task, row_i, row_j = _sample_pairs(k_pairs, data, weight_T, train_config.batch_size)
     drop = jax.random.bernoulli(k_drop, train_config.meta_feature_dropout, task.shape)
+    keep_interactions = 1.0 - jax.random.bernoulli(k_inter, train_config.interaction_dropout)
     grad_fn = jax.value_and_grad(
-        lambda p: _batch_loss(net_config, train_config, p, data, task, row_i, row_j, drop),
+        lambda p: _batch_loss(net_config, train_config, scale_interactions(p, keep_interactions),
+                              data, task, row_i, row_j, drop),
         has_aux=True)
     (loss, _), grads = grad_fn(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)
@@ -330,8 +339,8 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
 
   Returns:
     The trained `ValueModel` (each member at its best held-out step, the meta-feature term
-    shrunk by the `task_effect_scales` entry that `shrinkage_rule` picks on the held-out
-    tasks) and the history, one dict per evaluation.
+    shrunk by the `interaction_scales`, then the `task_effect_scales`, entry that
+    `shrinkage_rule` picks on the held-out tasks) and the history, one dict per evaluation.
   """
   mask_T = np.zeros(ds.num_tasks, bool)
   if train_tasks is None:
@@ -376,36 +385,57 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
     history.append(record)
     if progress is not None:
       progress(record)
-  scale = 1.0
-  if net_config.use_meta_features and train_config.task_effect_scales:
-    scales = sorted(train_config.task_effect_scales)
+  def choose(scales, scaled):
+    """The scale `shrinkage_rule` picks on the held-out tasks; `scaled(params, s)` applies one."""
+    scales = sorted(scales)
     per_member = np.stack([np.asarray(_validation(
-        net_config, train_config, scale_task_effects(best_params, s), data, *eval_pairs))
+        net_config, train_config, scaled(best_params, s), data, *eval_pairs))
                            for s in scales])  # [S, M]
     if train_config.shrinkage_rule == "one_se":
-      scale = _one_standard_error_choice(scales, per_member)
-    else:
-      scale = scales[int(np.argmin(per_member.mean(1)))]
-    best_params = scale_task_effects(best_params, scale)
-    if progress is not None:
-      progress({"task_effect_scale": scale,
-                "val_loss_by_scale": dict(zip(scales, per_member.mean(1).tolist()))})
-  return ValueModel(params=best_params, scaler=scaler, config=net_config,
-                    task_effect_scale=scale), history
+      return _one_standard_error_choice(scales, per_member), per_member
+    return scales[int(np.argmin(per_member.mean(1)))], per_member
+
+  # Shrinkage, term by term, each toward the simpler model: first the interactions, then the
+  # meta-feature term (given the chosen interactions).
+  chosen = {"interaction_scale": 1.0, "task_effect_scale": 1.0}
+  for name, active, scales, scaled in (
+      ("interaction_scale", bool(net_config.interaction_hidden), train_config.interaction_scales,
+       scale_interactions),
+      ("task_effect_scale", net_config.use_meta_features, train_config.task_effect_scales,
+       scale_task_effects)):
+    if active and scales:
+      chosen[name], per_member = choose(scales, scaled)
+      best_params = scaled(best_params, chosen[name])
+      if progress is not None:
+        progress({name: chosen[name], f"val_loss_by_{name}":
+                  dict(zip(sorted(scales), per_member.mean(1).tolist()))})
+  return ValueModel(params=best_params, scaler=scaler, config=net_config, **chosen), history
 
 
 def _one_standard_error_choice(scales: list[float], metric_SxM: np.ndarray) -> float:
-  """The smallest scale whose mean held-out metric is within one standard error of the best.
+  """The smallest scale whose held-out metric is within one standard error of the best's.
 
   The "one standard error" rule of cross-validation: among settings the held-out tasks cannot
-  tell apart, take the simplest, here the one closest to the across-task prior. With a few
-  weakly related tasks, the meta-feature term has to earn its place.
+  tell apart, take the simplest, here the one closest to the simpler model. The comparison is
+  paired: every member scores every scale on its own held-out task, so the standard error is
+  that of the per-member difference to the best scale (the spread between tasks, which a
+  difference cancels, would otherwise hide any real gain).
   """
   mean = metric_SxM.mean(1)
   best = int(np.argmin(mean))
   m = metric_SxM.shape[1]
-  se = metric_SxM[best].std(ddof=1) / np.sqrt(m) if m > 1 else 0.0
-  return float(next(s for s, v in zip(scales, mean) if v <= mean[best] + se))
+  for s, row in zip(scales, metric_SxM):
+    diff = row - metric_SxM[best]
+    se = diff.std(ddof=1) / np.sqrt(m) if m > 1 else 0.0
+    if diff.mean() <= se:
+      return float(s)
+  return float(scales[best])
+
+
+def _scale_layer(params, layer: str, scale):
+  return jax.tree_util.tree_map_with_path(
+      lambda path, x: x * scale if any(getattr(k, "key", None) == layer for k in path) else x,
+      params)
 
 
 def scale_task_effects(params, scale: float):
@@ -413,9 +443,13 @@ def scale_task_effects(params, scale: float):
 
   The term is linear in the last layer of G, so scaling that layer's kernel and bias scales it.
   """
-  def visit(path, x):
-    return x * scale if any(getattr(k, "key", None) == "task_effects" for k in path) else x
-  return jax.tree_util.tree_map_with_path(visit, params)
+  return _scale_layer(params, "task_effects", scale)
+
+
+def scale_interactions(params, scale):
+  """Params with the interaction term of V multiplied by `scale` (0: main effects only); the
+  term is linear in the interaction MLP's last layer. Params without the term are unchanged."""
+  return _scale_layer(params, "interactions", scale)
 
 
 # -------------------------------------------------------------------------------- save / restore
@@ -431,7 +465,8 @@ def save(model: ValueModel, directory: str | os.PathLike) -> None:
   with ocp.StandardCheckpointer() as ckpt:
     ckpt.save(os.path.join(directory, "state"), state, force=True)
   config = {**dataclasses.asdict(model.config),
-            "task_effect_scale": float(model.task_effect_scale)}
+            "task_effect_scale": float(model.task_effect_scale),
+            "interaction_scale": float(model.interaction_scale)}
   tmp = os.path.join(directory, "value_net.json.tmp")
   with open(tmp, "w") as f:
     json.dump(config, f, indent=2)
@@ -445,9 +480,10 @@ def restore(directory: str | os.PathLike) -> ValueModel:
   directory = os.path.abspath(directory)
   with open(os.path.join(directory, "value_net.json")) as f:
     raw = json.load(f)
-  scale = float(raw.pop("task_effect_scale", 1.0))
+  scales = {name: float(raw.pop(name, 1.0))
+            for name in ("task_effect_scale", "interaction_scale")}
   config = vn.ValueNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
   with ocp.StandardCheckpointer() as ckpt:
     state = ckpt.restore(os.path.join(directory, "state"))
   return ValueModel(params=state["params"], scaler=FeatureScaler(**state["scaler"]),
-                    config=config, task_effect_scale=scale)
+                    config=config, **scales)

@@ -1,19 +1,21 @@
 """The value network V(meta_features, arch_encoding) -> predicted (per-task normalised) score.
 
-V is built around what transfers between tasks. On real meta-datasets the effect of each choice
-on its own (which operation, which learning-rate range) carries over to a new task far better
-than the interactions between choices, which are largely task-specific; so V is
+V is built around what transfers between tasks. The effect of each choice on its own (which
+operation, which learning-rate range) tends to carry over to a new task; interactions between
+choices carry over on some meta-datasets (an MLP's learning rate and weight decay) and not on
+others (NAS-Bench-Graph's operations); so V is
 
     V(m, a) = <w, phi(a)>  +  <G(m) - G(0), phi(a)>  +  MLP(a)
               main effects    task-dependent      interactions between choices
-                              main effects        (optional)
+                              main effects        (shrunk by a held-out scale)
 
 where phi(a) is the encoding with each numeric entry expanded into a smooth radial basis (so a
 numeric choice can have an interior optimum), G is a small MLP of the standardised
 meta-features (m = 0 is the mean training task, where the term vanishes), and the
 last layers of G and of the interaction MLP start at zero: training starts from the additive
 across-task prior and departs from it only as far as the data (and early stopping on held-out
-tasks) supports. Meta-feature dropout in training (see `tarch.meta_train`) makes V with the mean
+tasks) supports; after training, `tarch.meta_train` shrinks each of the two optional terms by a
+scale chosen on held-out tasks. Meta-feature dropout in training (see `tarch.meta_train`) makes V with the mean
 meta-features the across-task prior, a smoothed "best on average".
 
 An ensemble of such networks (stacked parameters, one leading axis) is averaged at prediction.
@@ -40,7 +42,7 @@ import jax.numpy as jnp
 class ValueNetConfig:
   """Architecture of V. Hashable: passed to jitted functions as a static argument."""
 
-  interaction_hidden: tuple[int, ...] = ()  # widths of the interaction MLP; () for none
+  interaction_hidden: tuple[int, ...] = (64,)  # widths of the interaction MLP; () for none
   task_hidden: tuple[int, ...] = (32,)  # widths of the meta-feature MLP G before its head
   use_meta_features: bool = True  # False: no G term, V is the across-task prior (ablation)
   numeric_basis: int = 8  # radial basis functions per numeric encoding entry

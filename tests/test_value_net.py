@@ -110,17 +110,42 @@ def test_shrinkage_keeps_informative_meta_features():
 
 
 def test_one_standard_error_rule_prefers_stronger_shrinkage():
-  # Scale 1.0 is best on average but within one standard error of 0.25, which is chosen.
-  metric = np.array([[1.0, 1.2, 0.8], [0.55, 0.75, 0.65], [0.5, 0.7, 0.6]])
+  # Scale 1.0 is best on average; 0.25's paired differences to it (0.05, -0.03, 0.01) are within
+  # one standard error, so the stronger shrinkage 0.25 is chosen; 0.0 is clearly worse.
+  best = np.array([0.5, 0.7, 0.6])
+  metric = np.stack([best + 0.5, best + np.array([0.05, -0.03, 0.01]), best])
   assert meta_train._one_standard_error_choice([0.0, 0.25, 1.0], metric) == 0.25
   clear = np.array([[1.0, 1.0, 1.0], [0.0, 0.01, 0.02]])
   assert meta_train._one_standard_error_choice([0.0, 1.0], clear) == 1.0
 
 
+def test_one_standard_error_rule_is_paired_across_members():
+  # Members hold out different tasks, so their metrics spread widely; a loss that every member
+  # sees is real even when it is small next to that spread.
+  best = np.array([0.5, 0.9, 0.1, 0.7])
+  consistent_loss = np.stack([best + 0.02, best])
+  assert meta_train._one_standard_error_choice([0.0, 1.0], consistent_loss) == 1.0
+
+
+def test_interaction_term_is_shrunk_by_its_own_scale(synthetic_ds):
+  net = dataclasses.replace(NET, interaction_hidden=(8,))
+  model, _ = meta_train.fit(synthetic_ds, net, dataclasses.replace(
+      TRAIN, num_steps=60, eval_every=20, interaction_scales=(0.0, 1.0)))
+  assert model.interaction_scale in (0.0, 1.0)
+  kernel = model.params["params"]["interactions"]["kernel"]
+  if model.interaction_scale == 0.0:
+    assert not np.any(np.asarray(kernel))
+  zeroed = meta_train.scale_interactions(model.params, 0.0)
+  assert not np.any(np.asarray(zeroed["params"]["interactions"]["kernel"]))
+  np.testing.assert_array_equal(zeroed["params"]["main_effects"]["kernel"],
+                                model.params["params"]["main_effects"]["kernel"])
+
+
 @pytest.mark.parametrize("field, value", [
     ("ensemble_size", 0), ("num_steps", 0), ("eval_every", 0), ("top_quantile", 0.0),
     ("meta_feature_dropout", 1.0), ("holdout_tasks", -1), ("task_weighting", "by_size"),
-    ("early_stopping", "never"), ("target", "rank"), ("task_effect_scales", (2.0,))])
+    ("early_stopping", "never"), ("target", "rank"), ("task_effect_scales", (2.0,)),
+    ("interaction_dropout", 1.0), ("interaction_scales", (-1.0,))])
 def test_invalid_train_config_is_named(field, value):
   with pytest.raises(ValueError, match=field.split("_")[0]):
     meta_train.TrainConfig(**{field: value})
