@@ -59,7 +59,7 @@ def build_tasks(config: ml_collections.ConfigDict) -> list[tasks_lib.Task]:
   """The tasks of `config.tasks`."""
   spec = config.tasks
   if spec.source == "offline":
-    return tasks_lib.offline_tasks(spec.num_tasks, config.seed)
+    return tasks_lib.offline_tasks(spec.num_tasks, config.seed, list(spec.offline_sources))
   if spec.source == "tfds":
     return tasks_lib.tfds_tasks(list(spec.tfds_datasets), spec.num_tasks, config.seed,
                                 spec.tfds_max_examples, spec.tfds_pool,
@@ -91,6 +91,13 @@ class Plan:
     self.batch_models = config.batch_models
     base_key = jax.random.key(config.seed + 1)
     self.key_M = jax.vmap(lambda m: jax.random.fold_in(base_key, m))(jnp.arange(len(self.task_M)))
+
+  def batch_cost(self, index: int) -> float:
+    """Relative compute of batch `index`: its models times the multiply-adds of one example at
+    the padded shapes (an ETA that counts models alone is wrong when widths differ)."""
+    width, members = self.batches[index]
+    d, c = self.padded.x_TxNxD.shape[2], self.padded.num_classes
+    return len(members) * (d * width + (self.child.max_layers - 1) * width * width + width * c)
 
   @property
   def num_models(self) -> int:
@@ -212,6 +219,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   progress(f"{len(tasks)} tasks x {len(plan.archs)} architectures x {config.num_seeds} seed(s) "
            f"= {plan.num_models} models in {len(plan.batches)} batches; {done} already done")
   trained, train_start = 0, time.perf_counter()
+  cost_left, cost_done = sum(plan.batch_cost(i) for i in todo), 0.0
   for i in todo:
     frame = plan.train_batch(data, i)
     tmp = f"{_batch_path(workdir, i)}.tmp{os.getpid()}"
@@ -220,8 +228,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     frames[i] = frame
     trained += len(frame)
     done += len(frame)
-    rate = trained / (time.perf_counter() - train_start)
-    eta = (plan.num_models - done) / rate
+    elapsed = time.perf_counter() - train_start
+    cost_done += plan.batch_cost(i)
+    rate, eta = trained / elapsed, (cost_left - cost_done) * elapsed / cost_done
     progress(f"[{done}/{plan.num_models} models] batch {i + 1}/{len(plan.batches)} "
              f"(width {plan.batches[i][0]}): {rate:.1f} models/s, ETA {eta:.0f}s, "
              f"{int((frame['status'] == 'failed').sum())} failed")

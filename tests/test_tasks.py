@@ -61,7 +61,7 @@ def test_padding_and_metafeatures(offline):
 
 
 def test_tfds_image_tasks_from_mock_data():
-  tfds = pytest.importorskip("tensorflow_datasets")
+  import tensorflow_datasets as tfds
   with tfds.testing.mock_data(num_examples=80):
     tasks = tasks_lib.tfds_tasks(["mnist", "cifar10"], num_tasks=6, seed=0, max_examples=60)
   assert len(tasks) == 6 and {t.source for t in tasks} == {"mnist", "cifar10"}
@@ -80,3 +80,10 @@ def test_expand_tasks_rejects_a_one_class_source():
   x, y = np.zeros((10, 2), np.float32), np.zeros(10, np.int32)
   with pytest.raises(ValueError, match="'flat' has 1 class"):
     tasks_lib.expand_tasks({"flat": (x, y)}, num_tasks=1, seed=0)
+
+
+def test_bundled_sources_are_chosen_by_name():
+  tasks = tasks_lib.offline_tasks(num_tasks=3, seed=0, sources=("wine",))
+  assert {t.source for t in tasks} == {"wine"}
+  with pytest.raises(ValueError, match="unknown bundled datasets \\['iris'\\]"):
+    tasks_lib.offline_tasks(num_tasks=3, sources=("iris",))

@@ -1,7 +1,7 @@
 """Config of the offline phase (`experiments.generate`): tasks, architectures, child training.
 
-  --config=experiments/configs/offline.py          the default: 48 tasks x 200 architectures
-  --config=experiments/configs/offline.py:small    6 tasks x 32 architectures, short training
+  --config=experiments/configs/offline.py          the default: 48 tasks x 200 architectures x 2 seeds
+  --config=experiments/configs/offline.py:small    6 tasks x 32 architectures x 2 seeds, short training
   --config=experiments/configs/offline.py:tfds     TFDS image tasks (downloads on first use)
 
 The child-model family and its training budget default to `tarch.child.ChildConfig` (each field
@@ -12,6 +12,7 @@ import dataclasses
 
 import ml_collections
 
+from tarch import tasks
 from tarch.child import ChildConfig
 
 
@@ -37,13 +38,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.tasks = ml_collections.ConfigDict({
       "source": "offline",  # "offline" (scikit-learn's bundled data) or "tfds"
       "num_tasks": 48,
+      "offline_sources": list(tasks.DEFAULT_BUNDLED),  # with source "offline"; see tasks.BUNDLED
       "tfds_datasets": ["mnist", "fashion_mnist"],  # with source "tfds"
       "tfds_max_examples": 3000,  # training examples read per TFDS dataset
       "tfds_pool": 2,  # average-pooling factor of the images
       "tfds_data_dir": "",  # TFDS data_dir ("" = TFDS's default)
   })
   config.num_architectures = 200  # sampled once; every task trains all of them
-  config.num_seeds = 1  # trainings per (task, architecture); the runs table averages seeds
+  config.num_seeds = 2  # trainings per (task, architecture); the runs table averages seeds
   config.batch_models = 256  # models per compiled program (the vmapped batch)
   config.child = _child()
   if variant == "small":
