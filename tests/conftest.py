@@ -22,3 +22,22 @@ def synthetic_dir(tmp_path_factory, synthetic_frames):
   path = tmp_path_factory.mktemp("synthetic_meta_dataset")
   runs.write_meta_dataset(path, space, runs_df, tasks_df, runs_format="csv")
   return str(path)
+
+
+@pytest.fixture
+def tiny_offline_config():
+  """A factory of offline configs that train 3 tasks x 8 architectures in seconds."""
+  from experiments.configs.offline import get_config
+
+  def make(**child_overrides):
+    config = get_config("small")
+    config.tasks.num_tasks = 3
+    config.num_architectures = 8
+    config.num_seeds = 1
+    config.batch_models = 8
+    config.child.num_steps = 20
+    config.child.max_width = 16
+    config.child.update(child_overrides)
+    return config
+
+  return make

@@ -17,18 +17,8 @@ from tarch import runs as runs_lib
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _tiny(**child_overrides):
-  config = get_config("small")
-  config.tasks.num_tasks = 3
-  config.num_architectures = 8
-  config.batch_models = 8
-  config.child.num_steps = 20
-  config.child.max_width = 16
-  config.child.update(child_overrides)
-  return config
-
-
-def test_same_seeds_same_runs_table(tmp_path):
+def test_same_seeds_same_runs_table(tmp_path, tiny_offline_config):
+  _tiny = tiny_offline_config
   lines = []
   out_a = generate.run(_tiny(), str(tmp_path / "a"), progress=lines.append)
   out_b = generate.run(_tiny(), str(tmp_path / "b"), progress=lambda _: None)
@@ -47,7 +37,8 @@ def test_same_seeds_same_runs_table(tmp_path):
   assert lines == [f"{out_a} is complete; nothing to train"]
 
 
-def test_non_finite_loss_is_a_failed_run_with_its_reason(tmp_path):
+def test_non_finite_loss_is_a_failed_run_with_its_reason(tmp_path, tiny_offline_config):
+  _tiny = tiny_offline_config
   out = generate.run(_tiny(learning_rate=(1e20, 1e30)), str(tmp_path), progress=lambda _: None)
   runs = pd.read_parquet(os.path.join(out, "runs.parquet"))
   assert (runs["status"] == "failed").all()
@@ -57,7 +48,8 @@ def test_non_finite_loss_is_a_failed_run_with_its_reason(tmp_path):
   runs_lib.load_meta_dataset(out)
 
 
-def test_another_config_in_the_same_workdir_is_refused(tmp_path):
+def test_another_config_in_the_same_workdir_is_refused(tmp_path, tiny_offline_config):
+  _tiny = tiny_offline_config
   generate.run(_tiny(), str(tmp_path), progress=lambda _: None)
   other = _tiny()
   other.seed = 1
@@ -90,3 +82,23 @@ def test_sigkill_then_rerun_loses_and_duplicates_nothing(tmp_path):
   resumed = pd.read_parquet(workdir / "meta_dataset" / "runs.parquet")
   pd.testing.assert_frame_equal(resumed, pd.read_parquet(os.path.join(reference,
                                                                       "runs.parquet")))
+
+
+def test_tfds_config_generates_from_mock_data(tmp_path, tiny_offline_config):
+  import tensorflow_datasets as tfds
+  config = tiny_offline_config()
+  config.tasks.source = "tfds"
+  config.tasks.tfds_datasets = ["mnist", "fashion_mnist"]
+  config.tasks.tfds_max_examples = 60
+  with tfds.testing.mock_data(num_examples=80):
+    out = generate.run(config, str(tmp_path), progress=lambda _: None)
+  ds = runs_lib.load_meta_dataset(out)
+  assert ds.num_tasks == 3 and {n.split("_c")[0] for n in ds.task_names} == {"mnist",
+                                                                             "fashion_mnist"}
+
+
+def test_unknown_task_source_is_named(tmp_path, tiny_offline_config):
+  config = tiny_offline_config()
+  config.tasks.source = "imagenet"
+  with pytest.raises(ValueError, match="'imagenet'"):
+    generate.run(config, str(tmp_path), progress=lambda _: None)

@@ -1,0 +1,166 @@
+r"""End to end: from raw data to an architecture inferred for a new task, then trained for real.
+
+  python -m experiments.demo --workdir=DIR [--task=NAME] [--seeds=3] [--random_repeats=5]
+
+1. generate (or reuse) the offline meta-dataset in DIR (`experiments.generate`, same config);
+2. hold out one task (`--task`, default the first) and train the value-network ensemble on the
+   others (`experiments/configs/loto.py` settings);
+3. infer an architecture for the held-out task from its meta-features (`tarch.infer`, the whole
+   continuous space, no pool);
+4. actually train it on the held-out task, and for comparison train (same family, steps and batch
+   size per model): best_on_average (the architecture of the table with the best mean
+   percentile over the training tasks), and `--random_repeats` x 10 architectures sampled at
+   random: random_1 is the mean over them of a single random pick, random_10 the mean over
+   repeats of the pick with the best validation accuracy among 10. Every architecture is trained
+   with `--seeds` seeds, its accuracies averaged.
+
+Prints the comparison and the wall time of each stage; writes DIR/demo_summary.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags
+
+from experiments import generate
+from experiments.configs import loto as loto_config
+from experiments.configs.offline import child_config
+from tarch import baselines, child, meta_train
+from tarch import infer as infer_lib
+from tarch import runs as runs_lib
+from tarch import tasks as tasks_lib
+
+# --config (the offline config of the meta-dataset to generate or reuse) and --workdir are
+# experiments.generate's flags.
+_TASK = flags.DEFINE_string("task", None, "The held-out task (default: the first task).")
+_SEEDS = flags.DEFINE_integer("seeds", 3, "Trainings per architecture (accuracies averaged).")
+_RANDOM_REPEATS = flags.DEFINE_integer("random_repeats", 5,
+                                       "Draws of 10 random architectures for random search.")
+
+
+def train_on_task(config: child.ChildConfig, padded: tasks_lib.PaddedTasks, task: int,
+                  archs: Sequence[dict], seeds: int, key: jax.Array) -> dict[str, np.ndarray]:
+  """Trains each architecture `seeds` times on task `task`; returns mean accuracies `[A]` and the
+  number of failed trainings per architecture."""
+  data = child.task_data(padded)
+  hp_all = child.hyperparams([a for a in archs for _ in range(seeds)])
+  keys_all = jax.random.split(key, len(archs) * seeds)
+  val = np.zeros(len(archs) * seeds)
+  test = np.zeros_like(val)
+  failed = np.zeros_like(val, dtype=bool)
+  task_M = np.full(len(archs) * seeds, task)
+  for width, members in child.batch_plan(config, hp_all.width, max_models=256):
+    result = child.train_batch(config, data, hp_all, task_M, keys_all, members, width, 256)
+    val[members], test[members] = result.val_accuracy, result.test_accuracy
+    failed[members] = result.failed_step >= 0
+  shape = (len(archs), seeds)
+  return {"val": val.reshape(shape).mean(1), "test": test.reshape(shape).mean(1),
+          "failed": failed.reshape(shape).sum(1)}
+
+
+def run(config, workdir: str, task_name: str | None = None, seeds: int = 3,
+        random_repeats: int = 5, value_config=None) -> dict:
+  """Runs the demo; returns (and writes) the summary. `value_config` is the LOTO config whose
+  value-network, training and inference settings are used (default: its default variant)."""
+  if seeds < 1 or random_repeats < 1:
+    raise ValueError("--seeds and --random_repeats must be >= 1")
+  times = {}
+  start = time.perf_counter()
+  data_dir = generate.run(config, workdir)
+  times["generate_or_reuse"] = time.perf_counter() - start
+
+  ds = runs_lib.load_meta_dataset(data_dir)
+  task_name = task_name or ds.task_names[0]
+  if task_name not in ds.task_names:
+    raise ValueError(f"--task {task_name!r} is not a task of {data_dir}; known: "
+                     f"{list(ds.task_names)}")
+  task = ds.task_names.index(task_name)
+  train_tasks = [t for t in range(ds.num_tasks) if t != task]
+  value_config = value_config or loto_config.get_config()
+  net, train, infer_config = loto_config.library_configs(value_config)
+
+  start = time.perf_counter()
+  model, _ = meta_train.fit(ds, net, train, train_tasks=train_tasks)
+  times["meta_train"] = time.perf_counter() - start
+
+  key = jax.random.key(value_config.seed)
+  features = jnp.asarray(ds.features_TxF[task], jnp.float32)
+  infer_lib.infer(model, ds.space, features, key, infer_config)  # compile, not timed
+  start = time.perf_counter()
+  inference = infer_lib.infer(model, ds.space, features, key, infer_config)
+  times["infer"] = time.perf_counter() - start
+
+  boa = baselines.best_on_average(ds, train_tasks, np.arange(ds.num_archs))
+  random_enc = ds.space.sample(jax.random.fold_in(key, 1), 10 * random_repeats)
+  candidates = {"tarch": [inference.architectures[0]],
+                "best_on_average": [ds.space.decode(ds.enc_AxE[boa])],
+                "random": ds.space.decode_many(np.asarray(random_enc))}
+  all_archs = [a for archs in candidates.values() for a in archs]
+
+  start = time.perf_counter()
+  padded = tasks_lib.pad_tasks(generate.build_tasks(config))
+  if padded.names != ds.task_names:
+    raise ValueError(f"{data_dir} was generated from other tasks than the config builds; "
+                     "use the workdir of this config")
+  trained = train_on_task(child_config(config), padded, task, all_archs, seeds,
+                          jax.random.fold_in(key, 2))
+  times["train_candidates"] = time.perf_counter() - start
+
+  r_val = trained["val"][2:].reshape(random_repeats, 10)
+  r_test = trained["test"][2:].reshape(random_repeats, 10)
+  pick = r_val.argmax(1)
+  table = ds.score_R[ds.task_rows(task)]
+  rows = [
+      {"method": "tarch", "trainings": 1, "val_accuracy": trained["val"][0],
+       "test_accuracy": trained["test"][0], "architecture": ds.space.format(all_archs[0])},
+      {"method": "best_on_average", "trainings": 1, "val_accuracy": trained["val"][1],
+       "test_accuracy": trained["test"][1], "architecture": ds.space.format(all_archs[1])},
+      {"method": "random_1", "trainings": 1, "val_accuracy": r_val.mean(),
+       "test_accuracy": r_test.mean(), "architecture": f"mean of {r_val.size} random draws"},
+      {"method": "random_10", "trainings": 10,
+       "val_accuracy": r_val[np.arange(random_repeats), pick].mean(),
+       "test_accuracy": r_test[np.arange(random_repeats), pick].mean(),
+       "architecture": f"best validation of 10, mean of {random_repeats} draws"},
+  ]
+  summary = {
+      "task": task_name, "data_dir": data_dir, "seeds_per_architecture": seeds,
+      "child_steps": config.child.num_steps,
+      "methods": {r["method"]: {k: (float(v) if k.endswith("accuracy") else v)
+                                for k, v in r.items() if k != "method"} for r in rows},
+      "failed_trainings": int(trained["failed"].sum()),
+      "table_best_val_accuracy_on_task": float(table.max()),
+      "table_median_val_accuracy_on_task": float(np.median(table)),
+      "stage_seconds": times,
+  }
+  tmp = os.path.join(workdir, f"demo_summary.json.tmp{os.getpid()}")
+  with open(tmp, "w") as f:
+    json.dump(summary, f, indent=2)
+  os.replace(tmp, os.path.join(workdir, "demo_summary.json"))
+
+  print(f"held-out task {task_name}: value network trained on {len(train_tasks)} other tasks; "
+        f"each architecture trained {seeds}x for {config.child.num_steps} steps")
+  print(f"{'method':<16} {'trainings':>9} {'val acc':>8} {'test acc':>8}  architecture")
+  for r in rows:
+    print(f"{r['method']:<16} {r['trainings']:>9} {r['val_accuracy']:>8.3f} "
+          f"{r['test_accuracy']:>8.3f}  {r['architecture']}")
+  print("stage wall time: " + ", ".join(f"{k} {v:.2f}s" for k, v in times.items()))
+  print(f"wrote {os.path.join(workdir, 'demo_summary.json')}")
+  return summary
+
+
+def main(argv: Sequence[str]) -> None:
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  run(generate.CONFIG.value, generate.WORKDIR.value, _TASK.value, _SEEDS.value, _RANDOM_REPEATS.value)
+
+
+if __name__ == "__main__":
+  flags.mark_flag_as_required("workdir")
+  app.run(main)
