@@ -37,12 +37,16 @@ from tarch import infer as infer_lib
 from tarch import runs as runs_lib
 from tarch import tasks as tasks_lib
 
-# --config (the offline config of the meta-dataset to generate or reuse) and --workdir are
-# experiments.generate's flags.
-_TASK = flags.DEFINE_string("task", None, "The held-out task (default: the first task).")
-_SEEDS = flags.DEFINE_integer("seeds", 3, "Trainings per architecture (accuracies averaged).")
-_RANDOM_REPEATS = flags.DEFINE_integer("random_repeats", 5,
-                                       "Draws of 10 random architectures for random search.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """experiments.generate's --config (the offline config of the meta-dataset to generate or
+  reuse) and --workdir, plus the demo's own flags."""
+  generate.define_flags()
+  flags.DEFINE_string("task", None, "The held-out task (default: the first task).")
+  flags.DEFINE_integer("seeds", 3, "Trainings per architecture (accuracies averaged).")
+  flags.DEFINE_integer("random_repeats", 5, "Draws of 10 random architectures for random search.")
 
 
 def train_on_task(config: child.ChildConfig, padded: tasks_lib.PaddedTasks, task: int,
@@ -158,9 +162,9 @@ def run(config, workdir: str, task_name: str | None = None, seeds: int = 3,
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  run(generate.CONFIG.value, generate.WORKDIR.value, _TASK.value, _SEEDS.value, _RANDOM_REPEATS.value)
+  run(FLAGS.config, FLAGS.workdir, FLAGS.task, FLAGS.seeds, FLAGS.random_repeats)
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("workdir")
+  define_flags()
   app.run(main)

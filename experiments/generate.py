@@ -45,11 +45,17 @@ from tarch import child
 from tarch import runs as runs_lib
 from tarch import tasks as tasks_lib
 
-# Module-level flags, also the flags of experiments.demo (which imports this module).
-CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "offline.py"),
-    "Offline config file (append :small for the two-minute variant).")
-WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results; reruns resume here.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """--config and --workdir; also experiments.demo's. Defined only by the binaries' entry points,
+  so that the modules import side by side (tests) without clashing flag names."""
+  config_flags.DEFINE_config_file(
+      "config", os.path.join(os.path.dirname(__file__), "configs", "offline.py"),
+      "Offline config file (append :small for the two-minute variant).")
+  flags.DEFINE_string("workdir", None, "Directory for results; reruns resume here.")
+  flags.mark_flag_as_required("workdir")
 
 # Bump when what a batch computes changes, so that older batches are not mixed with new ones.
 _BATCH_FORMAT = 1
@@ -254,9 +260,9 @@ def run(config: ml_collections.ConfigDict, workdir: str,
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  run(CONFIG.value, WORKDIR.value, progress=lambda line: print(line, flush=True))
+  run(FLAGS.config, FLAGS.workdir, progress=lambda line: print(line, flush=True))
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("workdir")
+  define_flags()
   app.run(main)
