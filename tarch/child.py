@@ -139,6 +139,7 @@ class TaskData:
 
 
 def task_data(padded: PaddedTasks) -> TaskData:
+  """The device arrays `train_models` reads (checks that training rows come first)."""
   train = padded.train_TxN
   n_train = train.sum(1)
   if not np.all(train == (np.arange(train.shape[1]) < n_train[:, None])):
@@ -330,6 +331,11 @@ def train_batch(config: ChildConfig, data: TaskData, hp: Hyper, task_M, key_M, m
   of models (at most `max_models`, repeating its first model, results dropped), so that a sweep
   compiles one program per (padded width, batch size) and reuses it."""
   members = np.asarray(members)
+  width, layers = np.asarray(hp.width)[members], np.asarray(hp.num_layers)[members]
+  if width.max() > padded_width or width.min() < 1:
+    raise ValueError(f"widths {width.min()}..{width.max()} do not fit padded_width {padded_width}")
+  if layers.min() < 1 or layers.max() > config.max_layers:
+    raise ValueError(f"num_layers {layers.min()}..{layers.max()} outside 1..{config.max_layers}")
   size = min(max(max_models, len(members)), 1 << (len(members) - 1).bit_length())
   run = np.concatenate([members, np.repeat(members[:1], size - len(members))])
   result = train_models(config, data, jax.tree.map(lambda x: x[run], hp),

@@ -163,3 +163,14 @@ def test_batch_plan_groups_by_padding_and_covers_every_model_once():
     assert 1 <= len(members) <= 2
     assert child.padded_width_for(CONFIG, widths[members]) == padded
   assert [p for p, _ in plan] == sorted(p for p, _ in plan)
+
+
+def test_train_batch_rejects_models_its_padding_cannot_hold(data):
+  hp = child.hyperparams([_arch(width=12), _arch(num_layers=4)])
+  keys = jax.random.split(jax.random.key(0), 2)
+  with pytest.raises(ValueError, match="padded_width 8"):
+    child.train_batch(CONFIG, data, hp, np.zeros(2, int), keys, [0], 8, 4)
+  with pytest.raises(ValueError, match="outside 1..3"):
+    child.train_batch(CONFIG, data, hp, np.zeros(2, int), keys, [1], 8, 4)
+  result = child.train_batch(CONFIG, data, hp, np.zeros(2, int), keys, [0], 16, 4)
+  assert result.val_accuracy.shape == (1,)
