@@ -53,7 +53,7 @@ def define_flags() -> None:
   so that the modules import side by side (tests) without clashing flag names."""
   config_flags.DEFINE_config_file(
       "config", os.path.join(os.path.dirname(__file__), "configs", "offline.py"),
-      "Offline config file (append :small for the two-minute variant).")
+      "Offline config file (append :small for the seconds-long variant).")
   flags.DEFINE_string("workdir", None, "Directory for results; reruns resume here.")
   flags.mark_flag_as_required("workdir")
 
@@ -65,7 +65,7 @@ def build_tasks(config: ml_collections.ConfigDict) -> list[tasks_lib.Task]:
   """The tasks of `config.tasks`."""
   spec = config.tasks
   if spec.source == "offline":
-    return tasks_lib.offline_tasks(spec.num_tasks, config.seed, list(spec.offline_sources))
+    return tasks_lib.offline_tasks(spec.num_tasks, config.seed, tuple(spec.offline_sources))
   if spec.source == "tfds":
     return tasks_lib.tfds_tasks(list(spec.tfds_datasets), spec.num_tasks, config.seed,
                                 spec.tfds_max_examples, spec.tfds_pool,
@@ -127,7 +127,7 @@ class Plan:
     task = self.task_M[members]
     padded = self.padded
     failed = result.failed_step >= 0
-    floor_val, floor_test = _majority_accuracy(padded)
+    floor_val, floor_test = tasks_lib.majority_accuracy(padded)
     hp = jax.tree.map(lambda x: x[members], self.hp)
     features = padded.feature_TxD.sum(1)[task]
     classes = padded.classes_T[task]
@@ -146,16 +146,6 @@ class Plan:
                     for s in result.failed_step],
     })
     return pd.DataFrame(rows)
-
-
-def _majority_accuracy(padded: tasks_lib.PaddedTasks) -> tuple[np.ndarray, np.ndarray]:
-  """Validation and test accuracy `[T]` of predicting each task's most frequent training class."""
-  counts = np.stack([np.bincount(padded.y_TxN[t][padded.train_TxN[t]],
-                                 minlength=padded.num_classes) for t in range(len(padded.names))])
-  majority = counts.argmax(1)[:, None]
-  hit = padded.y_TxN == majority
-  return ((hit & padded.val_TxN).sum(1) / padded.val_TxN.sum(1),
-          (hit & padded.test_TxN).sum(1) / padded.test_TxN.sum(1))
 
 
 def _batch_path(workdir: str, index: int) -> str:

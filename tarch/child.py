@@ -181,6 +181,13 @@ def init_params(config: ChildConfig, key: jax.Array, num_features: int | jax.Arr
   return {"hidden": layers, "out": {"kernel": out, "bias": jnp.zeros((num_classes,))}}
 
 
+def _unit_uniforms(key: jax.Array, shape: tuple[int, ...]) -> jax.Array:
+  """Uniform draws of `shape` `[..., W]`, column u from `fold_in(key, u)`: a unit's draws do not
+  depend on W."""
+  draw = lambda u: jax.random.uniform(jax.random.fold_in(key, u), shape[:-1])
+  return jax.vmap(draw, out_axes=-1)(jnp.arange(shape[-1]))
+
+
 def forward(config: ChildConfig, params: dict, hp: Hyper, x_BxD: jax.Array,
             dropout_key: jax.Array | None = None) -> jax.Array:
   """Logits `[B, C]` of one (padded) model; dropout only when `dropout_key` is given."""
@@ -190,7 +197,8 @@ def forward(config: ChildConfig, params: dict, hp: Hyper, x_BxD: jax.Array,
     z = activate(hp.activation, h @ layer["kernel"] + layer["bias"])
     z = jnp.where(units_W, z, 0.0)
     if dropout_key is not None:
-      keep = jax.random.bernoulli(jax.random.fold_in(dropout_key, i), 1.0 - hp.dropout, z.shape)
+      # One key per unit, so a unit's mask does not depend on how wide the model was padded.
+      keep = _unit_uniforms(jax.random.fold_in(dropout_key, i), z.shape) >= hp.dropout
       z = jnp.where(keep, z / (1.0 - hp.dropout), 0.0)
     h = z if i == 0 else jnp.where(i < hp.num_layers, z, h)
   return h @ params["out"]["kernel"] + params["out"]["bias"]
@@ -224,7 +232,8 @@ def init_state(config: ChildConfig, padded_width: int, data: TaskData, hp: Hyper
 def train_step(config: ChildConfig, data: TaskData, hp: Hyper, task: jax.Array,
                state: TrainState, t: jax.Array) -> tuple[TrainState, jax.Array]:
   """One AdamW step of one model (step index `t`); returns the new state and the loss. After a
-  non-finite loss the model stops changing and `failed_step` keeps the step it happened at."""
+  non-finite loss or update the model stops changing (it keeps its last finite parameters) and
+  `failed_step` keeps the step it happened at."""
   c = data.num_classes_T[task]
   batch_key, dropout_key = jax.random.split(jax.random.fold_in(state.data_key, t))
   rows_B = jax.random.randint(batch_key, (config.batch_size,), 0, data.num_train_T[task])
@@ -239,9 +248,11 @@ def train_step(config: ChildConfig, data: TaskData, hp: Hyper, task: jax.Array,
   updates, opt_state = _OPTIMIZER.update(grads, state.opt_state)
   rate = hp.learning_rate * 0.5 * (1.0 + jnp.cos(jnp.pi * t / config.num_steps))
   params = jax.tree.map(lambda p, u: p - rate * (u + hp.weight_decay * p), state.params, updates)
-  ok = (state.failed_step < 0) & jnp.isfinite(loss)
+  finite = jnp.isfinite(loss) & jnp.all(jnp.stack(
+      [jnp.isfinite(p).all() for p in jax.tree.leaves(params)]))
+  ok = (state.failed_step < 0) & finite
   keep = lambda new, old: jax.tree.map(lambda a, b: jnp.where(ok, a, b), new, old)
-  failed_step = jnp.where((state.failed_step < 0) & ~jnp.isfinite(loss), t, state.failed_step)
+  failed_step = jnp.where((state.failed_step < 0) & ~finite, t, state.failed_step)
   return TrainState(keep(params, state.params), keep(opt_state, state.opt_state), failed_step,
                     state.data_key), loss
 

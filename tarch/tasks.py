@@ -207,6 +207,16 @@ def pad_tasks(tasks: list[Task]) -> PaddedTasks:
                      out["val"], out["test"], out["feature"], classes, int(classes.max()))
 
 
+def majority_accuracy(padded: PaddedTasks) -> tuple[np.ndarray, np.ndarray]:
+  """Validation and test accuracy `[T]` of predicting each task's most frequent training class."""
+  counts = np.stack([np.bincount(padded.y_TxN[t][padded.train_TxN[t]],
+                                 minlength=padded.num_classes) for t in range(len(padded.names))])
+  majority = counts.argmax(1)[:, None]
+  hit = padded.y_TxN == majority
+  return ((hit & padded.val_TxN).sum(1) / padded.val_TxN.sum(1),
+          (hit & padded.test_TxN).sum(1) / padded.test_TxN.sum(1))
+
+
 def metafeature_frame(padded: PaddedTasks):
   """tasks.csv rows: each task's meta-features, computed on its training rows only (the
   landmarkers hold out every fourth of them), all tasks in one vmapped call."""

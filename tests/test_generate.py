@@ -88,7 +88,7 @@ def test_tfds_config_generates_from_mock_data(tmp_path, tiny_offline_config):
   import tensorflow_datasets as tfds
   config = tiny_offline_config()
   config.tasks.source = "tfds"
-  config.tasks.tfds_datasets = ["mnist", "fashion_mnist"]
+  config.tasks.tfds_datasets = ("mnist", "fashion_mnist")
   config.tasks.tfds_max_examples = 60
   with tfds.testing.mock_data(num_examples=80):
     out = generate.run(config, str(tmp_path), progress=lambda _: None)

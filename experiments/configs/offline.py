@@ -38,8 +38,8 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.tasks = ml_collections.ConfigDict({
       "source": "offline",  # "offline" (scikit-learn's bundled data) or "tfds"
       "num_tasks": 48,
-      "offline_sources": list(tasks.DEFAULT_BUNDLED),  # with source "offline"; see tasks.BUNDLED
-      "tfds_datasets": ["mnist", "fashion_mnist"],  # with source "tfds"
+      "offline_sources": tasks.DEFAULT_BUNDLED,  # with source "offline"; see tasks.BUNDLED
+      "tfds_datasets": ("mnist", "fashion_mnist"),  # with source "tfds"
       "tfds_max_examples": 3000,  # training examples read per TFDS dataset
       "tfds_pool": 2,  # average-pooling factor of the images
       "tfds_data_dir": "",  # TFDS data_dir ("" = TFDS's default)
