@@ -145,9 +145,10 @@ def tfds_sources(names: Sequence[str], max_examples: int = 3000, pool: int = 2,
   examples each, images average-pooled by `pool` (a 28x28 image becomes 14x14 with 2), flattened
   and standardised per dataset.
 
-  Reads through `tfds.data_source` (random access, no TensorFlow needed); TFDS downloads and
-  prepares a dataset into `data_dir` the first time it is asked for, the only network access
-  tarch makes.
+  Reads through `tfds.data_source` (random access; reading prepared data needs no TensorFlow).
+  TFDS downloads and prepares a dataset into `data_dir` the first time it is asked for, the only
+  network access tarch makes; that preparation step imports TensorFlow for most image datasets
+  (install `tensorflow-cpu`, or prepare the data once on another machine).
   """
   import tensorflow_datasets as tfds  # Imported lazily: only TFDS task sources need it.
 
