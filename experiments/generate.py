@@ -16,9 +16,9 @@ in one vmapped program per batch (`tarch.child.batch_plan`). Writes into the wor
 
 Runs table columns: `task`, one column per choice, `seed`, `score` (validation accuracy),
 `test_score`, `cost` (parameter count), `train_flops`, `train_loss`, `status` ("ok" or
-"failed"), `failure` (why). A model whose training loss became non-finite is a failed run: its
-scores are those of predicting the task's majority training class (what a model that learned
-nothing gets), never NaN, and `failure` names the step.
+"failed"), `failure` (why). A model whose training loss or parameters became non-finite is a
+failed run: its scores are those of predicting the task's majority training class (what a model
+that learned nothing gets), never NaN, and `failure` names the step.
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def define_flags() -> None:
   flags.mark_flag_as_required("workdir")
 
 # Bump when what a batch computes changes, so that older batches are not mixed with new ones.
-_BATCH_FORMAT = 1
+_BATCH_FORMAT = 2  # 2: dropout masks drawn per unit
 
 
 def build_tasks(config: ml_collections.ConfigDict) -> list[tasks_lib.Task]:
@@ -85,7 +85,6 @@ class Plan:
       raise ValueError("config.num_architectures and config.num_seeds must be >= 1")
     self.child = child_config(config)
     self.space = self.child.space
-    self.tasks = tasks
     self.padded = tasks_lib.pad_tasks(tasks)
     enc = self.space.sample(jax.random.key(config.seed), config.num_architectures)
     self.archs = self.space.decode_many(np.asarray(enc))
@@ -102,8 +101,8 @@ class Plan:
     """Relative compute of batch `index`: its models times the multiply-adds of one example at
     the padded shapes (an ETA that counts models alone is wrong when widths differ)."""
     width, members = self.batches[index]
-    d, c = self.padded.x_TxNxD.shape[2], self.padded.num_classes
-    return len(members) * (d * width + (self.child.max_layers - 1) * width * width + width * c)
+    return len(members) * float(child.multiply_adds(
+        self.child.max_layers, width, self.padded.x_TxNxD.shape[2], self.padded.num_classes))
 
   @property
   def num_models(self) -> int:
@@ -112,8 +111,11 @@ class Plan:
   def fingerprint(self, config: ml_collections.ConfigDict) -> str:
     h = hashlib.sha256(config.to_json(sort_keys=True).encode())
     h.update(f"tarch {tarch.__version__} batch format {_BATCH_FORMAT}".encode())
-    h.update("\n".join(t.name for t in self.tasks).encode())
-    h.update(np.ascontiguousarray(self.padded.x_TxNxD).tobytes())
+    padded = self.padded
+    h.update("\n".join(padded.names).encode())
+    for array in (padded.x_TxNxD, padded.y_TxN, padded.train_TxN, padded.val_TxN,
+                  padded.test_TxN, padded.feature_TxD):
+      h.update(np.ascontiguousarray(array).tobytes())
     return h.hexdigest()[:16]
 
   def train_batch(self, data: child.TaskData, index: int) -> pd.DataFrame:
@@ -142,7 +144,7 @@ class Plan:
         "train_flops": child.training_flops(self.child, hp, features, classes).astype(np.float64),
         "train_loss": np.where(failed, np.nan, result.train_loss).astype(np.float64),
         "status": np.where(failed, "failed", "ok"),
-        "failure": [f"non-finite training loss at step {s}" if s >= 0 else ""
+        "failure": [f"non-finite training loss or parameters at step {s}" if s >= 0 else ""
                     for s in result.failed_step],
     })
     return pd.DataFrame(rows)

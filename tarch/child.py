@@ -287,8 +287,8 @@ def train_models(config: ChildConfig, data: TaskData, hp: Hyper, task_M: jax.Arr
   `padded_width` (default `config.max_width`) is the hidden width every model is padded to; it
   must be >= every `hp.width`. Batching models of similar width under a smaller padding (see
   `padded_width_for`) saves compute without changing any result. One compiled program per
-  (config, padded width, M, data shapes); the model axis can be sharded over devices (put `hp`,
-  `task_M` and `key_M` on a `NamedSharding` over it).
+  (config, padded width, M, data shapes). Models are independent, so the model axis is the one
+  to shard over devices (not exercised in this repository yet).
   """
   width = config.max_width if padded_width is None else padded_width
   return jax.vmap(functools.partial(_train_one, config, width, data))(hp, task_M, key_M)
@@ -310,12 +310,17 @@ def parameter_count(hp: Hyper, num_features, num_classes) -> np.ndarray:
   return (d + 1) * width + (layers - 1) * (width + 1) * width + (width + 1) * c
 
 
+def multiply_adds(num_layers, width, num_features, num_classes) -> np.ndarray:
+  """Multiply-adds of one example's forward pass through an MLP of these shapes."""
+  layers, width = np.asarray(num_layers, np.int64), np.asarray(width, np.int64)
+  d, c = np.asarray(num_features, np.int64), np.asarray(num_classes, np.int64)
+  return d * width + (layers - 1) * width * width + width * c
+
+
 def training_flops(config: ChildConfig, hp: Hyper, num_features, num_classes) -> np.ndarray:
   """Approximate training FLOPs of each model at its own shapes: 3 x (2 x multiply-adds) per
   example (forward plus backward), times batch size and steps, `[M]`."""
-  layers, width = np.asarray(hp.num_layers, np.int64), np.asarray(hp.width, np.int64)
-  d, c = np.asarray(num_features, np.int64), np.asarray(num_classes, np.int64)
-  macs = d * width + (layers - 1) * width * width + width * c
+  macs = multiply_adds(hp.num_layers, hp.width, num_features, num_classes)
   return 6 * macs * config.batch_size * config.num_steps
 
 
