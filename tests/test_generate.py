@@ -93,7 +93,7 @@ def test_tfds_config_generates_from_mock_data(tmp_path, tiny_offline_config):
   with tfds.testing.mock_data(num_examples=80):
     out = generate.run(config, str(tmp_path), progress=lambda _: None)
   ds = runs_lib.load_meta_dataset(out)
-  assert ds.num_tasks == 3 and {n.split("_c")[0] for n in ds.task_names} == {"mnist",
+  assert ds.num_tasks == 3 and {n.split("_k")[0] for n in ds.task_names} == {"mnist",
                                                                              "fashion_mnist"}
 
 

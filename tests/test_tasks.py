@@ -1,5 +1,7 @@
 """Offline task sources: many related tasks from bundled data, padded with masks."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -44,6 +46,35 @@ def test_label_noise_only_on_training_labels():
   np.testing.assert_array_equal(task.y_val, np.argmax(task.x_val, 1))
 
 
+def test_class_groups_and_feature_subsets():
+  x = np.arange(40, dtype=np.float32).reshape(10, 4).repeat(30, axis=0)
+  y = np.arange(10, dtype=np.int32).repeat(30)
+  task = tasks_lib.make_task("t", "toy", x, y, [[1, 7], [3], [0, 4, 9]], 1.0, 0.0, 0.0, seed=0,
+                             features=[2, 0])
+  assert task.num_classes == 3 and task.x_train.shape[1] == 2
+  for xs, ys in ((task.x_train, task.y_train), (task.x_val, task.y_val),
+                 (task.x_test, task.y_test)):
+    source = (xs[:, 0] / 4).astype(int)  # feature 0 of row r is 4 * its source class
+    np.testing.assert_array_equal(xs[:, 1], xs[:, 0] + 2)  # columns 0 and 2, in that order
+    assert set(source) <= {0, 1, 3, 4, 7, 9}
+    expected = np.select([np.isin(source, [1, 7]), source == 3], [0, 1], 2)
+    np.testing.assert_array_equal(ys, expected)
+  n = len(task.y_train) + len(task.y_val) + len(task.y_test)
+  assert n == 6 * 30 and len(task.y_test) == round(0.25 * n)
+  with pytest.raises(ValueError, match="disjoint class groups"):
+    tasks_lib.make_task("bad", "toy", x, y, [[1, 2], [2]], 1.0, 0.0, 0.0, seed=0)
+  with pytest.raises(ValueError, match="classes \\[12\\] do not occur in source 'toy'"):
+    tasks_lib.make_task("bad", "toy", x, y, [[1], [12]], 1.0, 0.0, 0.0, seed=0)
+
+
+def test_offline_default_merges_classes_and_drops_features(offline):
+  label_maps = [re.search(r"_k(\d+)of(\d+)_f", t.name).groups() for t in offline]
+  assert all(int(k) == t.num_classes for (k, _), t in zip(label_maps, offline))
+  assert any(int(k) < int(used) for k, used in label_maps), "no task merges classes"
+  digits = [t for t in offline if t.source == "digits"]
+  assert len({t.x_train.shape[1] for t in digits}) >= 2, "no task drops features"
+
+
 def test_padding_and_metafeatures(offline):
   padded = tasks_lib.pad_tasks(offline[:6])
   t = offline[2]
@@ -65,13 +96,14 @@ def test_tfds_image_tasks_from_mock_data():
   with tfds.testing.mock_data(num_examples=80):
     tasks = tasks_lib.tfds_tasks(["mnist", "cifar10"], num_tasks=6, seed=0, max_examples=60)
   assert len(tasks) == 6 and {t.source for t in tasks} == {"mnist", "cifar10"}
-  widths = {t.source: t.x_train.shape[1] for t in tasks}
-  assert widths == {"mnist": 14 * 14, "cifar10": 16 * 16 * 3}  # average-pooled by 2
+  pixels = {"mnist": 14 * 14, "cifar10": 16 * 16 * 3}  # average-pooled by 2
   for t in tasks:
+    fraction = float(re.search(r"_f([\d.]+)_", t.name).group(1))
+    assert t.x_train.shape[1] == round(fraction * pixels[t.source])  # a subset of the pixels
     assert t.num_classes >= 2 and set(np.unique(t.y_test)) <= set(range(t.num_classes))
     assert np.isfinite(t.x_train).all()
   padded = tasks_lib.pad_tasks(tasks)
-  assert padded.x_TxNxD.shape[2] == 16 * 16 * 3
+  assert padded.x_TxNxD.shape[2] == max(t.x_train.shape[1] for t in tasks)
   frame = tasks_lib.metafeature_frame(padded)
   assert np.isfinite(frame.drop(columns="task").to_numpy()).all()
 
