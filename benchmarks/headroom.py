@@ -13,10 +13,12 @@ methods that need no value network, so it runs in seconds and bounds what one ca
   score (random search with the whole pool): the ceiling of any validation-based pick.
 
 With a runs table of several seeds per (task, architecture) (a `seed` column, as
-`experiments.generate` writes), `random_10` and `validation_oracle` are also scored with the
-validation score of one seed and the test score of another ("independent runs"): the difference
-to the same-runs numbers is what random search gains because a training that happens to go well
-shows it in both its validation and its test score.
+`experiments.generate` writes), `random_10` and `validation_oracle` are also scored on single
+seeds: with the validation and test score of one run ("one run"), and with the validation score
+of one seed and the test score of another ("independent runs"); `best_on_average (one run)` is
+its pick judged on single seeds' test scores, for comparison. The difference between the two
+is what random search gains because a training that happens to go well shows it in both its
+validation and its test score, and the model kept is that run.
 """
 
 import argparse
@@ -60,14 +62,14 @@ def main():
   score_TxA, test_TxA = _tables(frame, names, choices)
   pct_TxA = pd.DataFrame(score_TxA).rank(axis=1, pct=True).to_numpy()
   f = ds.features_TxF
-  rows = []
+  rows, boa_pick = [], {}
   for t in range(len(names)):
     train = np.array([u for u in range(len(names)) if u != t])
     std = f[train].std(0)
     z = (f - f[train].mean(0)) / np.where(std > 1e-12, std, 1.0)
     order = train[np.argsort(((z[train] - z[t])**2).sum(1))]
-    row = {"task": names[t],
-           "best_on_average": _regret(test_TxA[t], int(np.argmax(pct_TxA[train].mean(0)))),
+    boa_pick[t] = int(np.argmax(pct_TxA[train].mean(0)))
+    row = {"task": names[t], "best_on_average": _regret(test_TxA[t], boa_pick[t]),
            "random_10": metrics.random_k_expected(score_TxA[t], test_TxA[t],
                                                   10)["normalized_regret"],
            "validation_oracle": _regret(test_TxA[t], int(np.argmax(score_TxA[t])))}
@@ -77,18 +79,25 @@ def main():
   table = pd.DataFrame(rows).set_index("task")
   seeds = sorted(frame["seed"].unique()) if "seed" in frame else []
   if len(seeds) >= 2:
-    # Validation from one seed, test from another (every ordered pair of seeds, averaged).
-    for name in ("random_10", "validation_oracle"):
-      table[f"{name} (independent runs)"] = 0.0
-    pairs = [(a, b) for a in seeds for b in seeds if a != b]
-    for a, b in pairs:
-      val_TxA, _ = _tables(frame[frame["seed"] == a], names, choices)
-      _, tst_TxA = _tables(frame[frame["seed"] == b], names, choices)
-      for t in range(len(names)):
-        table.loc[names[t], "random_10 (independent runs)"] += metrics.random_k_expected(
-            val_TxA[t], tst_TxA[t], 10)["normalized_regret"] / len(pairs)
-        table.loc[names[t], "validation_oracle (independent runs)"] += _regret(
-            tst_TxA[t], int(np.argmax(val_TxA[t]))) / len(pairs)
+    # One seed's validation with the same seed's test ("one run"), or with another seed's test
+    # ("independent runs"), averaged over seeds and ordered pairs of seeds.
+    for a in seeds:
+      for b in seeds:
+        kind = "one run" if a == b else "independent runs"
+        weight = 1 / len(seeds) if a == b else 1 / (len(seeds) * (len(seeds) - 1))
+        val_TxA, _ = _tables(frame[frame["seed"] == a], names, choices)
+        _, tst_TxA = _tables(frame[frame["seed"] == b], names, choices)
+        for t in range(len(names)):
+          picks = (
+              ("best_on_average", _regret(tst_TxA[t], boa_pick[t])),
+              ("random_10", metrics.random_k_expected(val_TxA[t], tst_TxA[t],
+                                                      10)["normalized_regret"]),
+              ("validation_oracle", _regret(tst_TxA[t], int(np.argmax(val_TxA[t])))))
+          for name, value in picks[int(a != b):]:  # best_on_average ignores the validation seed
+            column = f"{name} ({kind})"
+            if column not in table:
+              table[column] = 0.0
+            table.loc[names[t], column] += weight * value
   print(f"{args.data_dir}: {len(names)} tasks x {score_TxA.shape[1]} architectures, "
         f"{len(seeds) or 'unknown'} seeds")
   print("mean normalised regret (lower is better):")
