@@ -8,21 +8,23 @@ methods that need no value network, so it runs in seconds and bounds what one ca
 - `best_on_average`: the architecture with the best mean percentile on the other tasks;
 - `nearest_k`: the same mean over only the k tasks nearest in standardised meta-features (a
   task-aware pick from the table; k = 1 is `experiments.loto`'s knn);
-- `random_10`: random search with 10 trainings on the held-out task (exact expectation);
+- `random_10`: random search with 10 trainings on the held-out task (exact expectation; with
+  fewer architectures, random search with all of them: the column is named after its k);
 - `validation_oracle`: train every architecture on the held-out task, keep the best validation
   score (random search with the whole pool): the ceiling of any validation-based pick.
 
 With a runs table of several seeds per (task, architecture) (a `seed` column, as
-`experiments.generate` writes), `random_10` and `validation_oracle` are also scored on single
-seeds: with the validation and test score of one run ("one run"), and with the validation score
-of one seed and the test score of another ("independent runs"); `best_on_average (one run)` is
-its pick judged on single seeds' test scores, for comparison. The difference between the two
-is what random search gains because a training that happens to go well shows it in both its
-validation and its test score, and the model kept is that run.
+`experiments.generate` writes), random search and the oracle are also scored on single seeds:
+with the validation and test score of one run ("one run"), and with the validation score of one
+seed and the test score of another ("independent runs"); `best_on_average (one run)` is its pick
+judged on single seeds' test scores, for comparison. The difference between the two is what
+random search gains because a training that happens to go well shows it in both its validation
+and its test score, and the model kept is that run.
+
+Every task must have evaluated the same architectures (as in a generated meta-dataset).
 """
 
 import argparse
-import os
 
 import numpy as np
 import pandas as pd
@@ -33,18 +35,25 @@ from tarch import runs as runs_lib
 _KS = (5, 10, 20)
 
 
-def _tables(frame: pd.DataFrame, names: list[str], choices: list[str]):
-  """Validation and test score tables `[T, A]` (seed-averaged rows of `frame`)."""
-  mean = frame.groupby(["task", *choices], sort=False)[["score", "test_score"]].mean()
-  score = mean["score"].unstack(choices).reindex(names)
-  test = mean["test_score"].unstack(choices).reindex(score.index)[score.columns]
-  if score.isna().any().any():
-    raise ValueError("headroom needs every task to evaluate the same architectures")
-  return score.to_numpy(), test.to_numpy()
+def _tables(ds: runs_lib.MetaDataset, arch_keys: tuple[str, ...]):
+  """Seed-averaged validation and test score tables `[T, A]`, columns in `arch_keys` order, or
+  None if some task did not evaluate some architecture."""
+  column = {key: a for a, key in enumerate(arch_keys)}
+  if set(ds.arch_keys) != set(column):
+    return None
+  arch_R = np.array([column[ds.arch_keys[a]] for a in ds.arch_R])
+  score, test = np.full((2, ds.num_tasks, len(arch_keys)), np.nan)
+  score[ds.task_R, arch_R] = ds.score_R
+  test[ds.task_R, arch_R] = ds.test_score_R
+  return None if np.isnan(score).any() else (score, test)
 
 
 def _regret(test_A: np.ndarray, pick: int) -> float:
   return metrics.normalized_regret(float(test_A[pick]), test_A)
+
+
+def _random_k(score_A, test_A, k: int) -> float:
+  return metrics.random_k_expected(score_A, test_A, k)["normalized_regret"]
 
 
 def main():
@@ -52,62 +61,74 @@ def main():
   parser.add_argument("--data_dir", required=True)
   args = parser.parse_args()
   ds = runs_lib.load_meta_dataset(args.data_dir)  # Validates the directory.
-  parquet = os.path.join(args.data_dir, runs_lib.RUNS_PARQUET)
-  frame = (pd.read_parquet(parquet) if os.path.exists(parquet)
-           else pd.read_csv(os.path.join(args.data_dir, runs_lib.RUNS_CSV)))
-  if "test_score" not in frame:
-    frame["test_score"] = frame["score"]
-  choices = [c.name for c in ds.space.choices]
-  names = list(ds.task_names)
-  score_TxA, test_TxA = _tables(frame, names, choices)
+  tables = _tables(ds, ds.arch_keys)
+  if tables is None:
+    raise SystemExit(f"{args.data_dir}: headroom needs every task to evaluate the same "
+                     "architectures")
+  score_TxA, test_TxA = tables
+  k = min(10, ds.num_archs)
   pct_TxA = pd.DataFrame(score_TxA).rank(axis=1, pct=True).to_numpy()
   f = ds.features_TxF
-  rows, boa_pick = [], {}
-  for t in range(len(names)):
-    train = np.array([u for u in range(len(names)) if u != t])
+  rows, boa_pick = [], []
+  for t in range(ds.num_tasks):
+    train = np.array([u for u in range(ds.num_tasks) if u != t])
     std = f[train].std(0)
     z = (f - f[train].mean(0)) / np.where(std > 1e-12, std, 1.0)
-    order = train[np.argsort(((z[train] - z[t])**2).sum(1))]
-    boa_pick[t] = int(np.argmax(pct_TxA[train].mean(0)))
-    row = {"task": names[t], "best_on_average": _regret(test_TxA[t], boa_pick[t]),
-           "random_10": metrics.random_k_expected(score_TxA[t], test_TxA[t],
-                                                  10)["normalized_regret"],
+    order = train[np.argsort(((z[train] - z[t])**2).sum(1), kind="stable")]
+    boa_pick.append(int(np.argmax(pct_TxA[train].mean(0))))
+    row = {"task": ds.task_names[t], "best_on_average": _regret(test_TxA[t], boa_pick[t]),
+           f"random_{k}": _random_k(score_TxA[t], test_TxA[t], k),
            "validation_oracle": _regret(test_TxA[t], int(np.argmax(score_TxA[t])))}
-    for k in _KS:
-      row[f"nearest_{k}"] = _regret(test_TxA[t], int(np.argmax(pct_TxA[order[:k]].mean(0))))
+    for n in _KS:
+      row[f"nearest_{n}"] = _regret(test_TxA[t], int(np.argmax(pct_TxA[order[:n]].mean(0))))
     rows.append(row)
   table = pd.DataFrame(rows).set_index("task")
+
+  space, frame = runs_lib.load_runs_frame(args.data_dir, extra_columns=("seed",))
   seeds = sorted(frame["seed"].unique()) if "seed" in frame else []
+  note = "no seed column"
   if len(seeds) >= 2:
-    # One seed's validation with the same seed's test ("one run"), or with another seed's test
-    # ("independent runs"), averaged over seeds and ordered pairs of seeds.
-    for a in seeds:
-      for b in seeds:
-        kind = "one run" if a == b else "independent runs"
-        weight = 1 / len(seeds) if a == b else 1 / (len(seeds) * (len(seeds) - 1))
-        val_TxA, _ = _tables(frame[frame["seed"] == a], names, choices)
-        _, tst_TxA = _tables(frame[frame["seed"] == b], names, choices)
-        for t in range(len(names)):
-          picks = (
-              ("best_on_average", _regret(tst_TxA[t], boa_pick[t])),
-              ("random_10", metrics.random_k_expected(val_TxA[t], tst_TxA[t],
-                                                      10)["normalized_regret"]),
-              ("validation_oracle", _regret(tst_TxA[t], int(np.argmax(val_TxA[t])))))
-          for name, value in picks[int(a != b):]:  # best_on_average ignores the validation seed
-            column = f"{name} ({kind})"
-            if column not in table:
-              table[column] = 0.0
-            table.loc[names[t], column] += weight * value
-  print(f"{args.data_dir}: {len(names)} tasks x {score_TxA.shape[1]} architectures, "
-        f"{len(seeds) or 'unknown'} seeds")
+    tasks_df = pd.DataFrame({"task": list(ds.task_names),
+                             **{name: f[:, i] for i, name in enumerate(ds.feature_names)}})
+    per_seed = {}
+    for s in seeds:
+      try:
+        per_seed[s] = _tables(runs_lib.from_frames(space, frame[frame["seed"] == s], tasks_df),
+                              ds.arch_keys)
+      except runs_lib.MetaDatasetError:
+        per_seed[s] = None  # e.g. a task that this seed never ran
+    if any(v is None for v in per_seed.values()):
+      note = "some seed did not run every (task, architecture): single-seed columns skipped"
+    else:
+      note = ""
+      one = {name: np.zeros(ds.num_tasks) for name in ("best_on_average", f"random_{k}",
+                                                       "validation_oracle")}
+      independent = {name: np.zeros(ds.num_tasks) for name in (f"random_{k}",
+                                                               "validation_oracle")}
+      for a in seeds:
+        for b in seeds:
+          val_TxA, tst_TxA = per_seed[a][0], per_seed[b][1]
+          out, weight = (one, len(seeds)) if a == b else (independent,
+                                                           len(seeds) * (len(seeds) - 1))
+          for t in range(ds.num_tasks):
+            if a == b:
+              out["best_on_average"][t] += _regret(tst_TxA[t], boa_pick[t]) / weight
+            out[f"random_{k}"][t] += _random_k(val_TxA[t], tst_TxA[t], k) / weight
+            out["validation_oracle"][t] += _regret(tst_TxA[t],
+                                                   int(np.argmax(val_TxA[t]))) / weight
+      for kind, out in (("one run", one), ("independent runs", independent)):
+        for name, values in out.items():
+          table[f"{name} ({kind})"] = values
+  elif seeds:
+    note = "one seed: single-seed columns skipped"
+
+  print(f"{args.data_dir}: {ds.num_tasks} tasks x {ds.num_archs} architectures, "
+        f"{len(seeds) or 'unknown'} seeds" + (f" ({note})" if note else ""))
   print("mean normalised regret (lower is better):")
   print(table.mean().round(3).to_string())
+  rho = np.corrcoef(pct_TxA)
   print(f"mean Spearman of validation scores between tasks: "
-        f"{np.nanmean(_offdiag(np.corrcoef(pct_TxA))):.3f}")
-
-
-def _offdiag(m: np.ndarray) -> np.ndarray:
-  return m[~np.eye(len(m), dtype=bool)]
+        f"{rho[~np.eye(len(rho), dtype=bool)].mean():.3f}")
 
 
 if __name__ == "__main__":

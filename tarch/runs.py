@@ -491,6 +491,21 @@ def load_meta_dataset(path: str | os.PathLike) -> MetaDataset:
   return _build(space, runs, tasks, source=path)
 
 
+def load_runs_frame(path: str | os.PathLike, extra_columns: Sequence[str] = ()
+                    ) -> tuple[Space, pd.DataFrame]:
+  """The search space and the raw runs table of a meta-dataset directory, read as
+  `load_meta_dataset` reads them (CSV cells of categorical choices and task names as text, no NA
+  spellings) but not validated or averaged: one row per run, with `extra_columns` (e.g. a `seed`
+  column) kept where present. Call `load_meta_dataset` first to validate the directory."""
+  path = os.fspath(path)
+  space = Space.from_json(os.path.join(path, SPACE_FILE))
+  keep = [*_runs_columns(space), *extra_columns]
+  csv_path = os.path.join(path, RUNS_CSV)
+  if os.path.isfile(csv_path):
+    return space, _read_csv(csv_path, _string_columns(space), keep=keep)
+  return space, _read_parquet(os.path.join(path, RUNS_PARQUET), keep)
+
+
 def _string_columns(space: Space) -> list[str]:
   return [TASK] + [c.name for c in space.choices if isinstance(c, Categorical)]
 

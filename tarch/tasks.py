@@ -88,6 +88,8 @@ def make_task(name: str, source: str, x: np.ndarray, y: np.ndarray, groups, trai
     train_fraction: fraction of the training split that is kept (at least one row per class).
     features: indices of the source features the task sees (default: all).
   """
+  if y.size and y.min() < 0:
+    raise ValueError(f"source {source!r}: labels must be >= 0, found {int(y.min())}")
   groups = [np.atleast_1d(g) for g in groups]
   members = np.concatenate(groups)
   if len(groups) < 2 or len(np.unique(members)) != len(members):
@@ -95,15 +97,16 @@ def make_task(name: str, source: str, x: np.ndarray, y: np.ndarray, groups, trai
   absent = np.setdiff1d(members, y)
   if absent.size:
     raise ValueError(f"task {name!r}: classes {absent.tolist()} do not occur in source {source!r}")
+  relabel = np.full(int(y.max()) + 1, -1, np.int32)
+  for i, g in enumerate(groups):
+    relabel[g] = i
   rng = np.random.default_rng(seed)
   keep = rng.permutation(np.flatnonzero(np.isin(y, members)))
   n_test = round(_SPLIT[2] * len(keep))
   n_val = round(_SPLIT[1] * len(keep))
   test, val, pool = keep[:n_test], keep[n_test:n_test + n_val], keep[n_test + n_val:]
-  train = pool[:max(len(groups), round(train_fraction * len(pool)))]
-  relabel = np.full(int(y.max()) + 1, -1, np.int32)
-  for i, g in enumerate(groups):
-    relabel[g] = i
+  train = _training_rows(name, pool, relabel[y[pool]], len(groups),
+                         max(len(groups), round(train_fraction * len(pool))))
   columns = np.arange(x.shape[1]) if features is None else np.sort(np.asarray(features))
 
   def part(index, noisy):
@@ -118,6 +121,22 @@ def make_task(name: str, source: str, x: np.ndarray, y: np.ndarray, groups, trai
 
   return Task(name, source, len(groups), *part(train, True), *part(val, False),
               *part(test, False))
+
+
+def _training_rows(name: str, pool: np.ndarray, label_P: np.ndarray, num_classes: int,
+                   n: int) -> np.ndarray:
+  """The first `n` rows of the (shuffled) training split, unless that misses a class: then each
+  class's first row, followed by the other rows in order up to `n`."""
+  train = pool[:n]
+  if len(np.unique(label_P[:n])) == num_classes:
+    return train
+  present = np.unique(label_P)
+  if len(present) < num_classes:
+    lacking = sorted(set(range(num_classes)) - set(present.tolist()))
+    raise ValueError(f"task {name!r}: task classes {lacking} have no rows in the training split")
+  firsts = np.array([np.flatnonzero(label_P == c)[0] for c in range(num_classes)])
+  rest = np.setdiff1d(np.arange(len(pool)), firsts)  # sorted: keeps the shuffled order
+  return pool[np.concatenate([firsts, rest[:n - num_classes]])]
 
 
 # What `expand_tasks` varies between tasks. Fractions are drawn log-uniformly, the rest from the

