@@ -5,8 +5,10 @@
 Samples `--models` architectures of the default MLP family (`tarch.child.ChildConfig`) on the
 offline default tasks. Every variant runs the same steps and batch size per model.
 
-- batched: `tarch.child.train_models` as `experiments.generate` runs it (models grouped by padded
-  width, one vmapped program per group), compiled before timing.
+- batched: `tarch.child.train_models` on the models grouped by padded width, one vmapped program
+  per group, compiled before timing: what `experiments.generate` runs for each full batch (its
+  `child.train_batch` also pads a group's last, partial batch to a power of two of models, which
+  with only `--models` models would dominate the timing).
 - plain loop: the first `--loop_models` models one at a time, each built at its own shapes (its
   depth and width, no padding) with a per-model jitted `init_state`, `train_step` (one call per
   step) and `evaluate`; a new shape compiles anew, as it would in a plain loop, and that time

@@ -29,7 +29,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from tarch import metrics
+from tarch import baselines, metrics
 from tarch import runs as runs_lib
 
 _KS = (5, 10, 20)
@@ -67,20 +67,20 @@ def main():
                      "architectures")
   score_TxA, test_TxA = tables
   k = min(10, ds.num_archs)
-  pct_TxA = pd.DataFrame(score_TxA).rank(axis=1, pct=True).to_numpy()
-  f = ds.features_TxF
+  every_arch = np.arange(ds.num_archs)  # column a of the tables is architecture a
   rows, boa_pick = [], []
   for t in range(ds.num_tasks):
-    train = np.array([u for u in range(ds.num_tasks) if u != t])
-    std = f[train].std(0)
-    z = (f - f[train].mean(0)) / np.where(std > 1e-12, std, 1.0)
-    order = train[np.argsort(((z[train] - z[t])**2).sum(1), kind="stable")]
-    boa_pick.append(int(np.argmax(pct_TxA[train].mean(0))))
+    train = [u for u in range(ds.num_tasks) if u != t]
+    boa_pick.append(baselines.best_on_average(ds, train, every_arch))
     row = {"task": ds.task_names[t], "best_on_average": _regret(test_TxA[t], boa_pick[t]),
            f"random_{k}": _random_k(score_TxA[t], test_TxA[t], k),
            "validation_oracle": _regret(test_TxA[t], int(np.argmax(score_TxA[t])))}
+    nearest = baselines.nearest_tasks(ds, train, t)
     for n in _KS:
-      row[f"nearest_{n}"] = _regret(test_TxA[t], int(np.argmax(pct_TxA[order[:n]].mean(0))))
+      weight_T = np.zeros(ds.num_tasks)
+      weight_T[nearest[:n]] = 1.0
+      row[f"nearest_{n}"] = _regret(
+          test_TxA[t], int(np.argmax(baselines.table_scores(ds, weight_T, every_arch))))
     rows.append(row)
   table = pd.DataFrame(rows).set_index("task")
 
@@ -88,8 +88,8 @@ def main():
   seeds = sorted(frame["seed"].unique()) if "seed" in frame else []
   note = "no seed column"
   if len(seeds) >= 2:
-    tasks_df = pd.DataFrame({"task": list(ds.task_names),
-                             **{name: f[:, i] for i, name in enumerate(ds.feature_names)}})
+    tasks_df = pd.DataFrame({"task": list(ds.task_names), **{
+        name: ds.features_TxF[:, i] for i, name in enumerate(ds.feature_names)}})
     per_seed = {}
     for s in seeds:
       try:
@@ -126,6 +126,9 @@ def main():
         f"{len(seeds) or 'unknown'} seeds" + (f" ({note})" if note else ""))
   print("mean normalised regret (lower is better):")
   print(table.mean().round(3).to_string())
+  pct_TxA = np.empty_like(score_TxA)
+  pct_TxA[ds.task_R, ds.arch_R] = runs_lib.normalize_scores(ds.score_R, ds.task_R, ds.num_tasks,
+                                                            "percentile")
   rho = np.corrcoef(pct_TxA)
   print(f"mean Spearman of validation scores between tasks: "
         f"{rho[~np.eye(len(rho), dtype=bool)].mean():.3f}")

@@ -14,14 +14,15 @@ import argparse
 
 import jax.numpy as jnp
 import numpy as np
+import scipy.stats
 
 from experiments.configs.loto import get_config, library_configs
 from tarch import baselines, meta_train, metrics, runs
 
 
-def _spearman(a, b):
-  ra, rb = np.argsort(np.argsort(a)), np.argsort(np.argsort(b))
-  return float(np.corrcoef(ra, rb)[0, 1])
+def _spearman(a, b) -> float:
+  """Spearman correlation; tied scores (accuracies often tie) share their average rank."""
+  return float(scipy.stats.spearmanr(a, b).statistic)
 
 
 def main():

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import time
 from collections.abc import Sequence
 
@@ -146,10 +147,8 @@ def run(config, workdir: str, task_name: str | None = None, seeds: int = 3,
       "table_median_val_accuracy_on_task": float(np.median(table)),
       "stage_seconds": times,
   }
-  tmp = os.path.join(workdir, f"demo_summary.json.tmp{os.getpid()}")
-  with open(tmp, "w") as f:
-    json.dump(summary, f, indent=2)
-  os.replace(tmp, os.path.join(workdir, "demo_summary.json"))
+  runs_lib.atomic_write(os.path.join(workdir, "demo_summary.json"),
+                        lambda tmp: pathlib.Path(tmp).write_text(json.dumps(summary, indent=2)))
 
   print(f"held-out task {task_name}: value network trained on {len(train_tasks)} other tasks; "
         f"each architecture trained {seeds}x for {config.child.num_steps} steps "

@@ -23,9 +23,11 @@ that learned nothing gets), never NaN, and `failure` names the step.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import pathlib
 import shutil
 import tempfile
 import time
@@ -181,15 +183,9 @@ def _check_plan(workdir: str, fingerprint: str, config: ml_collections.ConfigDic
           f"{os.path.join(workdir, 'generate')} to start over")
     return
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  _write_atomic(path, json.dumps({"fingerprint": fingerprint,
-                                  "config": json.loads(config.to_json_best_effort())}, indent=2))
-
-
-def _write_atomic(path: str, text: str) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  text = json.dumps({"fingerprint": fingerprint,
+                     "config": json.loads(config.to_json_best_effort())}, indent=2)
+  runs_lib.atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(text))
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
@@ -220,9 +216,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   cost_left, cost_done = sum(plan.batch_cost(i) for i in todo), 0.0
   for i in todo:
     frame = plan.train_batch(data, i)
-    tmp = f"{_batch_path(workdir, i)}.tmp{os.getpid()}"
-    frame.to_parquet(tmp, index=False)
-    os.replace(tmp, _batch_path(workdir, i))
+    runs_lib.atomic_write(_batch_path(workdir, i), functools.partial(frame.to_parquet, index=False))
     frames[i] = frame
     trained += len(frame)
     done += len(frame)

@@ -21,6 +21,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import pathlib
 import tempfile
 import time
 from collections.abc import Sequence
@@ -53,10 +54,7 @@ _FOLD_FORMAT = 2
 
 
 def _atomic_write_text(path: str, text: str) -> None:
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    f.write(text)
-  os.replace(tmp, path)
+  runs_lib.atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(text))
 
 
 def prepare_data_dir(workdir: str, data_dir: str | None, benchmark: str | None) -> str:
@@ -219,9 +217,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
   columns = ["task", "method", "architecture", "test_score", "normalized_regret", "percentile",
              "trials_to_match", "predicted"]
   results = results[columns]
-  tmp = os.path.join(workdir, f"loto_results.csv.tmp{os.getpid()}")
-  results.to_csv(tmp, index=False)
-  os.replace(tmp, os.path.join(workdir, "loto_results.csv"))
+  runs_lib.atomic_write(os.path.join(workdir, "loto_results.csv"),
+                        lambda tmp: results.to_csv(tmp, index=False))
   summary = summarize(results)
   _atomic_write_text(os.path.join(workdir, "loto_summary.json"), json.dumps(summary, indent=2))
   plot(results, os.path.join(workdir, "loto_regret.png"))

@@ -58,14 +58,20 @@ def best_on_average(ds: runs_lib.MetaDataset, train_tasks, pool_arch_P) -> int:
   return int(np.argmax(table_scores(ds, weight_T, pool_arch_P)))
 
 
-def nearest_task(ds: runs_lib.MetaDataset, train_tasks, task: int) -> int:
-  """Training task closest to `task` in meta-features standardised over the training tasks."""
+def nearest_tasks(ds: runs_lib.MetaDataset, train_tasks, task: int) -> np.ndarray:
+  """Training tasks, nearest to `task` first, by distance in meta-features standardised over
+  the training tasks (ties keep `train_tasks` order)."""
   train_tasks = np.asarray(list(train_tasks))
   f = ds.features_TxF
   std = f[train_tasks].std(0)
   std = np.where(std > 1e-12, std, 1.0)
   d = (((f[train_tasks] - f[task]) / std)**2).sum(1)
-  return int(train_tasks[np.argmin(d)])
+  return train_tasks[np.argsort(d, kind="stable")]
+
+
+def nearest_task(ds: runs_lib.MetaDataset, train_tasks, task: int) -> int:
+  """Training task closest to `task` in meta-features standardised over the training tasks."""
+  return int(nearest_tasks(ds, train_tasks, task)[0])
 
 
 def knn(ds: runs_lib.MetaDataset, train_tasks, task: int, pool_arch_P) -> int:

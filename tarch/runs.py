@@ -579,16 +579,17 @@ def write_meta_dataset(path: str | os.PathLike, space: Space, runs_df: pd.DataFr
     else:
       runs_df.to_csv(tmp, index=False)
 
-  _atomic_write(os.path.join(path, SPACE_FILE), write_space)
-  _atomic_write(os.path.join(path, TASKS_FILE), lambda tmp: tasks_df.to_csv(tmp, index=False))
-  _atomic_write(os.path.join(path, runs_name), write_runs)
+  atomic_write(os.path.join(path, SPACE_FILE), write_space)
+  atomic_write(os.path.join(path, TASKS_FILE), lambda tmp: tasks_df.to_csv(tmp, index=False))
+  atomic_write(os.path.join(path, runs_name), write_runs)
   stale = os.path.join(path, RUNS_CSV if runs_format == "parquet" else RUNS_PARQUET)
   if os.path.exists(stale):
     os.remove(stale)
 
 
-def _atomic_write(dest: str, write: Callable[[str], None]) -> None:
-  """Calls `write(tmp)` on a temp file beside `dest`, then renames it over `dest`."""
+def atomic_write(dest: str, write: Callable[[str], None]) -> None:
+  """Calls `write(tmp)` on a temp file beside `dest`, then renames it over `dest`: a reader (or a
+  rerun after a kill) sees the old file or the new one, never a partial one."""
   fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=f".{os.path.basename(dest)}.",
                              suffix=".tmp")
   os.close(fd)

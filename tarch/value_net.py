@@ -15,8 +15,8 @@ meta-features (m = 0 is the mean training task, where the term vanishes), and th
 last layers of G and of the interaction MLP start at zero: training starts from the additive
 across-task prior and departs from it only as far as the data (and early stopping on held-out
 tasks) supports; after training, `tarch.meta_train` shrinks each of the two optional terms by a
-scale chosen on held-out tasks. Meta-feature dropout in training (see `tarch.meta_train`) makes V with the mean
-meta-features the across-task prior, a smoothed "best on average".
+scale chosen on held-out tasks. Meta-feature dropout in training (see `tarch.meta_train`) makes
+V with the mean meta-features the across-task prior, a smoothed "best on average".
 
 An ensemble of such networks (stacked parameters, one leading axis) is averaged at prediction.
 
