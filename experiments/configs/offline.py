@@ -36,7 +36,7 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config = ml_collections.ConfigDict()
   config.seed = 0  # seeds the tasks' splits, the architecture sample and every model's training
   config.tasks = ml_collections.ConfigDict({
-      "source": "offline",  # "offline" (scikit-learn's bundled data) or "tfds"
+      "source": "offline",  # "offline" (data bundled with pip packages) or "tfds"
       "num_tasks": 48,
       "offline_sources": tasks.DEFAULT_BUNDLED,  # with source "offline"; see tasks.BUNDLED
       "tfds_datasets": ("mnist", "fashion_mnist"),  # with source "tfds"
