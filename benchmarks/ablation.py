@@ -39,6 +39,8 @@ VARIANTS = {
     "no_early_stop": ("no held-out tasks: stopping and shrinkage judged on training pairs",
                       {"train.holdout_tasks": 0, "train.patience": 10**6}),
     "pessimism": ("rank by mean - 1 std of the ensemble", {"infer.pessimism": 1.0}),
+    "no_support": ("ascent without the pull toward the pool's members",
+                   {"infer.support_weight": 0.0}),
 }
 
 

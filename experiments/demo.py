@@ -6,7 +6,8 @@ r"""End to end: from raw data to an architecture inferred for a new task, then t
 2. hold out one task (`--task`, default the first) and train the value-network ensemble on the
    others (`experiments/configs/loto.py` settings);
 3. infer an architecture for the held-out task from its meta-features (`tarch.infer`, the whole
-   continuous space, no pool);
+   continuous space, no pool; the ascent is pulled toward the table's architectures, where the
+   value network has evidence);
 4. actually train it on the held-out task, and for comparison train (same family, steps and batch
    size per model): best_on_average (the architecture of the table with the best mean
    percentile over the training tasks), and `--random_repeats` x 10 architectures sampled at
@@ -100,9 +101,10 @@ def run(config, workdir: str, task_name: str | None = None, seeds: int = 3,
 
   key = jax.random.key(value_config.seed)
   features = jnp.asarray(ds.features_TxF[task], jnp.float32)
-  infer_lib.infer(model, ds.space, features, key, infer_config)  # compile, not timed
+  support = ds.enc_AxE  # the architectures the value network was trained on
+  infer_lib.infer(model, ds.space, features, key, infer_config, support_SxE=support)  # compile
   start = time.perf_counter()
-  inference = infer_lib.infer(model, ds.space, features, key, infer_config)
+  inference = infer_lib.infer(model, ds.space, features, key, infer_config, support_SxE=support)
   times["infer"] = time.perf_counter() - start
 
   boa = baselines.best_on_average(ds, train_tasks, np.arange(ds.num_archs))

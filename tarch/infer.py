@@ -3,10 +3,13 @@
 For a task's meta-features, many random relaxed architectures (softmax logits per categorical
 choice, a pre-sigmoid scalar per numeric choice) are ascended on the trained value network with
 `jax.grad` (the network fixed), all restarts in one `jax.vmap`, while the softmax temperature is
-annealed toward one-hot. The objective is the one candidates are finally ranked by: the
-ensemble mean, minus `pessimism` member standard deviations. The optima are discretised (or, with a candidate pool, replaced by their
-nearest pool members, the ascent having been restricted to the categorical values the pool
-uses), deduplicated, re-scored and returned best first.
+annealed toward one-hot. The objective is the one candidates are finally ranked by (the
+ensemble mean, minus `pessimism` member standard deviations), plus, given a support set of
+architectures (by default the candidate pool), a pull toward them: the log of their kernel
+density (`_support_objective`), which keeps the ascent where V has evidence. The optima are
+discretised (or, with a candidate pool, replaced by their nearest pool members, the ascent having
+been restricted to the categorical values the pool uses), deduplicated, re-scored by V alone and
+returned best first.
 
 Everything from the random starts to the top-k indices is one jit-compiled function; only
 decoding the winners to dictionaries happens on the host.
@@ -44,6 +47,9 @@ class InferConfig:
   top_k: int = 10  # architectures returned
   pool_neighbours: int = 8  # with a pool: nearest members of each optimum re-scored by V
   pessimism: float = 0.0  # candidates are ranked by ensemble mean - pessimism * member std
+  support_weight: float = 0.3  # weight of the support set's log-density in the ascent
+  # objective, in standard deviations of V over the support (see `_support_objective`)
+  support_members: int = 256  # the density is over this many support members, V's best
 
   def __post_init__(self):
     checks = {
@@ -52,6 +58,8 @@ class InferConfig:
         "temperature_start > 0": self.temperature_start > 0,
         "temperature_end > 0": self.temperature_end > 0, "top_k >= 1": self.top_k >= 1,
         "pool_neighbours >= 1": self.pool_neighbours >= 1, "pessimism >= 0": self.pessimism >= 0,
+        "support_weight >= 0": self.support_weight >= 0,
+        "support_members >= 1": self.support_members >= 1,
     }
     failed = [name for name, ok in checks.items() if not ok]
     if failed:
@@ -70,11 +78,13 @@ class Inference:
 
 
 def _ascend(config: vn.ValueNetConfig, infer_config: InferConfig, space: Space, params_M,
-            g_MxD, theta_E, bias_E):
+            g_MxD, theta_E, bias_E, support=None):
   """Gradient ascent of one relaxed architecture; returns the relaxed optimum `[E]`.
 
   `bias_E` is added to the parameters before relaxing: -1e9 on categorical values that are not
-  allowed (no pool member uses them), 0 elsewhere.
+  allowed (no pool member uses them), 0 elsewhere. `support`, if given, is
+  `(support_SxE, value_scale, bandwidth)`: the objective becomes
+  `V / value_scale + support_weight * log_density` (see `_support_objective`).
   """
   steps = infer_config.num_steps
   log_t = jnp.linspace(jnp.log(infer_config.temperature_start),
@@ -83,7 +93,12 @@ def _ascend(config: vn.ValueNetConfig, infer_config: InferConfig, space: Space, 
 
   def neg_value(theta, temperature):
     enc_E = space.relax(theta + bias_E, temperature)
-    return -vn.ensemble_value(config, params_M, g_MxD, enc_E, infer_config.pessimism)
+    value = vn.ensemble_value(config, params_M, g_MxD, enc_E, infer_config.pessimism)
+    if support is None:
+      return -value
+    support_SxE, value_scale, bandwidth = support
+    log_density = jax.nn.logsumexp(-0.5 * jnp.sum((support_SxE - enc_E)**2, -1) / bandwidth**2)
+    return -(value / value_scale + infer_config.support_weight * log_density)
 
   def step(carry, log_temperature):
     theta, opt_state = carry
@@ -102,15 +117,18 @@ def _first_occurrence(same_RxR: jax.Array) -> jax.Array:
 
 @functools.partial(jax.jit, static_argnames=("space", "infer_config"))
 def _infer_arrays(space: Space, infer_config: InferConfig, model: ValueModel, features_F, key,
-                  pool_PxE):
+                  pool_PxE, support_SxE):
   """The compiled core: returns (candidate encodings [K, E], values [K], pool rows [K], valid)."""
   r = infer_config.num_restarts
   theta_RxE = infer_config.init_scale * jax.random.normal(key, (r, space.dim))
   bias_E = jnp.zeros((space.dim,)) if pool_PxE is None else _support_bias(space, pool_PxE)
   config, params_M = model.config, model.params
   g_MxD = model.task_embeddings(features_F)  # constant during the ascent
+  support = None
+  if support_SxE is not None and infer_config.support_weight > 0:
+    support = _support_objective(config, infer_config, params_M, g_MxD, support_SxE)
   relaxed_RxE = jax.vmap(lambda theta_E: _ascend(
-      config, infer_config, space, params_M, g_MxD, theta_E, bias_E))(theta_RxE)
+      config, infer_config, space, params_M, g_MxD, theta_E, bias_E, support))(theta_RxE)
 
   if pool_PxE is None:
     cand_CxE = space.discretize(relaxed_RxE)
@@ -133,6 +151,40 @@ def _infer_arrays(space: Space, infer_config: InferConfig, model: ValueModel, fe
   return cand_CxE[top], top_values, rows_C[top], jnp.isfinite(top_values)
 
 
+def _support_objective(config, infer_config: InferConfig, params_M, g_MxD, support_SxE):
+  """`(support_SxE, value_scale, bandwidth)` of the ascent's support term.
+
+  V is trustworthy only near the architectures its training (or the pool) evaluated; its
+  continuous optimum can lie where none was, and nothing that lies there need be good. So the
+  ascent maximises `V / value_scale + support_weight * log p(a)`, where p is a Gaussian kernel
+  density of the support set, `value_scale` (V's standard deviation over the support set) makes
+  the weight unit-free, and the bandwidth is the median distance between a member and its
+  nearest other member: smooth enough that V, not the nearest member, steers the ascent across
+  the region the members cover. Far from every member the log-density falls off like
+  -d^2 / (2 bandwidth^2), a pull back toward them. The candidates are then ranked by V alone.
+
+  Only the `support_members` members V values most enter the density (an optimum can only be
+  near good members, and each ascent step costs a distance to every member in the density), so
+  a support set of many thousands costs no more per step than one of a few hundred.
+  """
+  value_S = vn.lower_bound(vn.apply_embedded(config, params_M, g_MxD, support_SxE),
+                           infer_config.pessimism)
+  scale, bandwidth = jnp.std(value_S) + 1e-6, _neighbour_distance(support_SxE)
+  k = min(infer_config.support_members, support_SxE.shape[0])
+  return support_SxE[jax.lax.top_k(value_S, k)[1]], scale, bandwidth
+
+
+def _neighbour_distance(points_SxE: jax.Array, max_members: int = 1024) -> jax.Array:
+  """Median distance from a point to its nearest distinct other point (among the first
+  `max_members`). 1 if all points are equal."""
+  x = points_SxE[:max_members]
+  d2 = jnp.sum(x**2, -1)[:, None] + jnp.sum(x**2, -1)[None] - 2 * x @ x.T
+  d2 = jnp.where(d2 > 1e-10, d2, jnp.inf)  # the member itself and its duplicates
+  nearest = jnp.sqrt(d2.min(1))
+  median = jnp.nanmedian(jnp.where(jnp.isfinite(nearest), nearest, jnp.nan))
+  return jnp.where(jnp.isnan(median), 1.0, median)
+
+
 def _support_bias(space: Space, pool_PxE: jax.Array) -> jax.Array:
   """0 where some pool member takes a categorical value (and on numeric entries), else -1e9.
 
@@ -145,8 +197,20 @@ def _support_bias(space: Space, pool_PxE: jax.Array) -> jax.Array:
   return jnp.where(used_E | numeric_E, 0.0, -1e9)
 
 
+def _encodings(name: str, enc, space: Space) -> jax.Array | None:
+  """`enc` as a float32 array `[N > 0, E]`, or None; ValueError naming `name` otherwise."""
+  if enc is None:
+    return None
+  enc = jnp.asarray(enc, jnp.float32)
+  if enc.ndim != 2 or enc.shape[1] != space.dim or enc.shape[0] == 0:
+    raise ValueError(f"{name} must have shape [N>0, {space.dim}], got {enc.shape}")
+  if not np.all(np.isfinite(np.asarray(enc))):
+    raise ValueError(f"{name} encodings must be finite")
+  return enc
+
+
 def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
-          config: InferConfig = InferConfig(), pool_PxE=None) -> Inference:
+          config: InferConfig = InferConfig(), pool_PxE=None, support_SxE=None) -> Inference:
   """Infers the best architectures for a task from its meta-features alone.
 
   Args:
@@ -157,6 +221,9 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
     config: ascent settings.
     pool_PxE: optional encodings of the allowed architectures; then only pool members are
       returned (each ascent optimum is projected onto its nearest member).
+    support_SxE: optional encodings of the architectures V may be trusted near (e.g. those of
+      its training table, `ds.enc_AxE`); the ascent is pulled toward them with weight
+      `config.support_weight`. Default: the pool (no support term without either).
 
   Returns:
     An `Inference` with up to `config.top_k` distinct architectures, best predicted first.
@@ -172,12 +239,12 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
         f"the model was trained on an encoding of width {model.config.encoding_dim} with numeric "
         f"entries {list(model.config.numeric_dims)}, but space {space.name!r} has width "
         f"{space.dim} with numeric entries {list(space.numeric_dims)}")
-  if pool_PxE is not None:
-    pool_PxE = jnp.asarray(pool_PxE, jnp.float32)
-    if pool_PxE.ndim != 2 or pool_PxE.shape[1] != space.dim or pool_PxE.shape[0] == 0:
-      raise ValueError(f"pool must have shape [P>0, {space.dim}], got {pool_PxE.shape}")
+  pool_PxE = _encodings("pool", pool_PxE, space)
+  support_SxE = _encodings("support", support_SxE, space)
+  if support_SxE is None:
+    support_SxE = pool_PxE
   enc, values, rows, valid = jax.device_get(_infer_arrays(
-      space, config, model, features_F, key, pool_PxE))
+      space, config, model, features_F, key, pool_PxE, support_SxE))
   enc, values, rows = enc[valid], values[valid], rows[valid]
   return Inference(
       architectures=space.decode_many(enc), encodings=enc, predicted=values,

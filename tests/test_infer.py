@@ -116,6 +116,8 @@ def test_infer_rejects_bad_inputs(synthetic_ds, model):
     infer_lib.infer(model, other, features, jax.random.key(0), CONFIG)
   with pytest.raises(ValueError, match="temperature_end > 0"):
     infer_lib.InferConfig(temperature_end=0.0)
+  with pytest.raises(ValueError, match="support_weight >= 0"):
+    infer_lib.InferConfig(support_weight=-1.0)
 
 
 def test_held_out_scores_never_reach_the_methods(synthetic_ds):
@@ -140,3 +142,70 @@ def test_held_out_scores_never_reach_the_methods(synthetic_ds):
     picks.append({r["method"]: r["architecture"] for r in fold
                   if not r["method"].startswith(("random", "oracle"))})
   assert picks[0] == picks[1]
+
+
+def _log_density(enc_NxE, support_SxE, bandwidth):
+  d2 = ((np.asarray(enc_NxE)[:, None] - np.asarray(support_SxE)[None])**2).sum(-1)
+  return np.log(np.exp(-0.5 * d2 / float(bandwidth)**2).mean(1))
+
+
+def test_support_term_trades_value_for_support_density(synthetic_ds, model):
+  space = synthetic_ds.space
+  rows = synthetic_ds.task_rows(5)
+  support = jnp.asarray(synthetic_ds.enc_AxE[synthetic_ds.arch_R[rows]][::4])
+  mf = model.scaler(_features(synthetic_ds))
+  g = vn.task_embeddings(model.config, model.params, mf)
+  theta = jax.random.normal(jax.random.key(1), (16, space.dim))
+
+  def ascend(weight):
+    config = dataclasses.replace(CONFIG, num_steps=200, support_weight=weight)
+    term = infer_lib._support_objective(model.config, config, model.params, g, support)
+    optimum = jax.vmap(lambda th: infer_lib._ascend(
+        model.config, config, space, model.params, g, th, jnp.zeros(space.dim), term))(theta)
+    value = np.asarray(jax.vmap(lambda enc: model.value(mf, enc))(optimum))
+    return _log_density(optimum, support, term[2]).mean(), value.mean()
+
+  free_density, free_value = ascend(0.0)
+  held_density, held_value = ascend(10.0)
+  assert held_density > free_density + 0.2
+  assert held_value < free_value  # the pull costs value: it is a trade-off, not a free lunch
+
+
+def test_open_space_inference_near_a_support_set(synthetic_ds, model):
+  space = synthetic_ds.space
+  support = synthetic_ds.enc_AxE[::8]
+  bandwidth = infer_lib._neighbour_distance(jnp.asarray(support))
+  config = dataclasses.replace(CONFIG, support_weight=10.0)
+  far = infer_lib.infer(model, space, _features(synthetic_ds), jax.random.key(0), CONFIG)
+  near = infer_lib.infer(model, space, _features(synthetic_ds), jax.random.key(0), config,
+                         support_SxE=support)
+  assert near.pool_indices is None  # the support does not restrict the answers to its members
+  assert (_log_density(near.encodings, support, bandwidth).mean()
+          > _log_density(far.encodings, support, bandwidth).mean())
+  with pytest.raises(ValueError, match="support must have shape"):
+    infer_lib.infer(model, space, _features(synthetic_ds), jax.random.key(0), config,
+                    support_SxE=support[:, :3])
+
+
+def test_neighbour_distance_is_the_median_nearest_member_distance():
+  pool = jnp.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [7.0, 0.0]])
+  # Nearest-member distances 1, 1, 2, 4: median 1.5.
+  assert float(infer_lib._neighbour_distance(pool)) == pytest.approx(1.5)
+  # Duplicates are not neighbours; a pool of one distinct member gets bandwidth 1.
+  assert float(infer_lib._neighbour_distance(jnp.concatenate([pool, pool]))) == pytest.approx(1.5)
+  assert float(infer_lib._neighbour_distance(jnp.ones((3, 2)))) == 1.0
+
+
+def test_support_density_keeps_the_members_v_values_most(synthetic_ds, model):
+  support = jnp.asarray(synthetic_ds.enc_AxE[:40])
+  mf = model.scaler(_features(synthetic_ds))
+  g = vn.task_embeddings(model.config, model.params, mf)
+  config = dataclasses.replace(CONFIG, support_members=4)
+  kept, scale, bandwidth = infer_lib._support_objective(model.config, config, model.params, g,
+                                                         support)
+  values = np.asarray(vn.lower_bound(vn.apply_embedded(model.config, model.params, g, support),
+                                     0.0))
+  best4 = np.asarray(support)[np.argsort(-values)[:4]]
+  np.testing.assert_array_equal(np.asarray(kept), best4)
+  assert float(scale) == pytest.approx(values.std() + 1e-6, rel=1e-4)
+  assert float(bandwidth) == pytest.approx(float(infer_lib._neighbour_distance(support)))

@@ -19,6 +19,9 @@ def test_api_tour(tmp_path, synthetic_dir):
   ds.space.validate(result.architectures[0])
   assert np.isfinite(result.predicted[0])
 
+  near = infer.infer(model, ds.space, features, jax.random.key(0), support_SxE=ds.enc_AxE)
+  ds.space.validate(near.architectures[0])
+
   pool = ds.enc_AxE
   ranked = infer.infer(model, ds.space, features, jax.random.key(0), pool_PxE=pool)
   assert np.all(ranked.pool_indices < len(pool))
