@@ -118,6 +118,13 @@ def test_infer_rejects_bad_inputs(synthetic_ds, model):
     infer_lib.InferConfig(temperature_end=0.0)
   with pytest.raises(ValueError, match="support_weight >= 0"):
     infer_lib.InferConfig(support_weight=-1.0)
+  with pytest.raises(ValueError, match="support_members >= 1"):
+    infer_lib.InferConfig(support_members=0)
+  bad_pool = np.array(synthetic_ds.enc_AxE[:4])
+  bad_pool[1, 0] = np.nan
+  with pytest.raises(ValueError, match="pool encodings must be finite"):
+    infer_lib.infer(model, synthetic_ds.space, features, jax.random.key(0), CONFIG,
+                    pool_PxE=bad_pool)
 
 
 def test_held_out_scores_never_reach_the_methods(synthetic_ds):
