@@ -5,8 +5,8 @@
 Fits the default value-network ensemble on 8 NAS-Bench-Graph tasks, then times inference for the
 ninth, without a pool and with its 2,021-member pool (its support term's density over V's best
 256 members, the default, over the whole pool, and switched off), and for comparison one
-`predict` over the full 26,206-architecture table. Prints medians (and quartiles) over repeated calls; each call
-blocks until its results are on the host.
+`predict` over the full 26,206-architecture table. Prints medians (and quartiles) over repeated
+calls; each call blocks until its results are on the host.
 """
 
 import argparse

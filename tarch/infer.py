@@ -121,7 +121,7 @@ def _infer_arrays(space: Space, infer_config: InferConfig, model: ValueModel, fe
   """The compiled core: returns (candidate encodings [K, E], values [K], pool rows [K], valid)."""
   r = infer_config.num_restarts
   theta_RxE = infer_config.init_scale * jax.random.normal(key, (r, space.dim))
-  bias_E = jnp.zeros((space.dim,)) if pool_PxE is None else _support_bias(space, pool_PxE)
+  bias_E = jnp.zeros((space.dim,)) if pool_PxE is None else _pool_bias(space, pool_PxE)
   config, params_M = model.config, model.params
   g_MxD = model.task_embeddings(features_F)  # constant during the ascent
   support = None
@@ -185,7 +185,7 @@ def _neighbour_distance(points_SxE: jax.Array, max_members: int = 1024) -> jax.A
   return jnp.where(jnp.isnan(median), 1.0, median)
 
 
-def _support_bias(space: Space, pool_PxE: jax.Array) -> jax.Array:
+def _pool_bias(space: Space, pool_PxE: jax.Array) -> jax.Array:
   """0 where some pool member takes a categorical value (and on numeric entries), else -1e9.
 
   Restricting the ascent to values the pool uses keeps it from converging on an optimum that no

@@ -81,7 +81,7 @@ def test_pool_restricts_ascent_to_the_values_it_uses(synthetic_ds, model):
   enc = synthetic_ds.enc_AxE
   op_block = slice(*space.slices[0])
   pool = enc[enc[:, op_block][:, :2].sum(1) > 0]  # only the first two ops
-  bias = np.asarray(infer_lib._support_bias(space, jnp.asarray(pool)))
+  bias = np.asarray(infer_lib._pool_bias(space, jnp.asarray(pool)))
   assert np.all(bias[op_block][:2] == 0) and np.all(bias[op_block][2:] < -1e8)
   assert np.all(bias[space.slices[2][0]:] == 0)  # numeric entries are never masked
   result = infer_lib.infer(model, space, _features(synthetic_ds), jax.random.key(0), CONFIG,
