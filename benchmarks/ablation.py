@@ -41,6 +41,8 @@ VARIANTS = {
     "pessimism": ("rank by mean - 1 std of the ensemble", {"infer.pessimism": 1.0}),
     "no_support": ("ascent without the pull toward the pool's members",
                    {"infer.support_weight": 0.0}),
+    "no_task_kernel": ("V always ranks: the task-kernel ranker is not considered",
+                       {"train.task_kernel": False}),
 }
 
 

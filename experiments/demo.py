@@ -5,9 +5,11 @@ r"""End to end: from raw data to an architecture inferred for a new task, then t
 1. generate (or reuse) the offline meta-dataset in DIR (`experiments.generate`, same config);
 2. hold out one task (`--task`, default the first) and train the value-network ensemble on the
    others (`experiments/configs/loto.py` settings);
-3. infer an architecture for the held-out task from its meta-features (`tarch.infer`, the whole
-   continuous space, no pool; the ascent is pulled toward the table's architectures, where the
-   value network has evidence);
+3. infer an architecture for the held-out task from its meta-features (`tarch.infer`, no pool:
+   the ascent through the value network over the whole continuous space, pulled toward the
+   table's architectures, where it has evidence; or, when `meta_train.fit` chose the task-kernel
+   ranker, the table's architectures ranked by the training tasks' results, each task weighted
+   by its similarity in meta-features);
 4. actually train it on the held-out task, and for comparison train (same family, steps and batch
    size per model): best_on_average (the architecture of the table with the best mean
    percentile over the training tasks), and `--random_repeats` x 10 architectures sampled at
@@ -141,6 +143,7 @@ def run(config, workdir: str, task_name: str | None = None, seeds: int = 3,
   ]
   summary = {
       "task": task_name, "data_dir": data_dir, "seeds_per_architecture": seeds,
+      "ranker": inference.ranker,
       "child_steps": config.child.num_steps,
       "methods": {r["method"]: {k: (float(v) if k.endswith("accuracy") else v)
                                 for k, v in r.items() if k != "method"} for r in rows},
@@ -152,9 +155,9 @@ def run(config, workdir: str, task_name: str | None = None, seeds: int = 3,
   runs_lib.atomic_write(os.path.join(workdir, "demo_summary.json"),
                         lambda tmp: pathlib.Path(tmp).write_text(json.dumps(summary, indent=2)))
 
-  print(f"held-out task {task_name}: value network trained on {len(train_tasks)} other tasks; "
-        f"each architecture trained {seeds}x for {config.child.num_steps} steps "
-        f"(archs: architectures a method trains on the task)")
+  print(f"held-out task {task_name}: value network trained on {len(train_tasks)} other tasks, "
+        f"tarch ranks by {inference.ranker}; each architecture trained {seeds}x for "
+        f"{config.child.num_steps} steps (archs: architectures a method trains on the task)")
   print(f"{'method':<16} {'archs':>5} {'val acc':>8} {'test acc':>8}  architecture")
   for r in rows:
     print(f"{r['method']:<16} {r['architectures_trained']:>5} {r['val_accuracy']:>8.3f} "

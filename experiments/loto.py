@@ -50,7 +50,7 @@ _TASKS = flags.DEFINE_list("tasks", None, "Hold out only these tasks (default: e
 # Built-in benchmarks: name -> function writing its meta-dataset directory.
 BENCHMARKS = {"nasbench_graph": nasbench_graph.convert}
 # Bump when what a fold computes changes, so that older fold files are recomputed, not reused.
-_FOLD_FORMAT = 2
+_FOLD_FORMAT = 3
 
 
 def _atomic_write_text(path: str, text: str) -> None:
@@ -125,7 +125,9 @@ def run_fold(config: ml_collections.ConfigDict, ds: runs_lib.MetaDataset, task: 
           "eval_seconds": t2 - t1, "train_steps": history[-1]["step"],
           "best_val_loss": history[-1]["best_val_loss"],
           "task_effect_scale": model.task_effect_scale,
-          "interaction_scale": model.interaction_scale}
+          "interaction_scale": model.interaction_scale, "ranker": model.ranker,
+          "kernel_bandwidth": (float(model.kernel.bandwidth) if model.kernel is not None
+                               else None)}
 
 
 def summarize(results: pd.DataFrame) -> dict:

@@ -4,7 +4,11 @@ Both table baselines score each pool member by a weighted mean, over training ta
 per-task percentile (scores are not comparable across tasks; percentiles are):
 
 - `best_on_average`: every training task weighted equally;
-- `knn`: all weight on the training task nearest in standardised meta-features.
+- `knn`: all weight on the training task nearest in standardised meta-features;
+- `task_kernel`: a Gaussian kernel of the meta-feature distance (`tarch.task_kernel`), its
+  bandwidth chosen by leave-one-task-out over the training tasks (the widest is
+  best_on_average): kernel regression of the held-out task's percentiles on the training
+  tasks'.
 
 A pool member that was never evaluated on a weighted training task takes the value of the
 nearest evaluated architecture (in encoding space), so the baselines also work on meta-datasets
@@ -15,22 +19,30 @@ Shape letters: T tasks, A architectures, P pool members, E encoding width, F met
 
 from __future__ import annotations
 
+import jax.numpy as jnp
 import numpy as np
 
 from tarch import runs as runs_lib
+from tarch import task_kernel as task_kernel_lib
 
 
-def table_scores(ds: runs_lib.MetaDataset, weight_T: np.ndarray, pool_arch_P: np.ndarray
-                 ) -> np.ndarray:
+def _percentiles(ds: runs_lib.MetaDataset) -> np.ndarray:
+  return runs_lib.normalize_scores(ds.score_R, ds.task_R, ds.num_tasks, "percentile")
+
+
+def table_scores(ds: runs_lib.MetaDataset, weight_T: np.ndarray, pool_arch_P: np.ndarray,
+                 pct_R: np.ndarray | None = None) -> np.ndarray:
   """Weighted mean per-task percentile of each pool member: float64 [P].
 
   Args:
     ds: the meta-dataset.
     weight_T: non-negative weight of each task (0 for the held-out task).
     pool_arch_P: architecture indices (into `ds.arch_keys`) of the pool.
+    pct_R: the per-task percentiles of `ds.score_R`, if already computed.
   """
   weight_T = np.asarray(weight_T, np.float64)
-  pct_R = runs_lib.normalize_scores(ds.score_R, ds.task_R, ds.num_tasks, "percentile")
+  if pct_R is None:
+    pct_R = _percentiles(ds)
   w_R = weight_T[ds.task_R]
   total_A = np.bincount(ds.arch_R, weights=w_R * pct_R, minlength=ds.num_archs)
   mass_A = np.bincount(ds.arch_R, weights=w_R, minlength=ds.num_archs)
@@ -58,14 +70,20 @@ def best_on_average(ds: runs_lib.MetaDataset, train_tasks, pool_arch_P) -> int:
   return int(np.argmax(table_scores(ds, weight_T, pool_arch_P)))
 
 
+def _standardized_features(ds: runs_lib.MetaDataset, train_tasks: np.ndarray) -> np.ndarray:
+  """Every task's meta-features standardised with the training tasks' statistics: [T, F]."""
+  f = ds.features_TxF.astype(np.float64)
+  std = f[train_tasks].std(0)
+  std = np.where(std > 1e-12, std, 1.0)
+  return (f - f[train_tasks].mean(0)) / std
+
+
 def nearest_tasks(ds: runs_lib.MetaDataset, train_tasks, task: int) -> np.ndarray:
   """Training tasks, nearest to `task` first, by distance in meta-features standardised over
   the training tasks (ties keep `train_tasks` order)."""
   train_tasks = np.asarray(list(train_tasks))
-  f = ds.features_TxF
-  std = f[train_tasks].std(0)
-  std = np.where(std > 1e-12, std, 1.0)
-  d = (((f[train_tasks] - f[task]) / std)**2).sum(1)
+  z = _standardized_features(ds, train_tasks)
+  d = ((z[train_tasks] - z[task])**2).sum(1)
   return train_tasks[np.argsort(d, kind="stable")]
 
 
@@ -79,3 +97,27 @@ def knn(ds: runs_lib.MetaDataset, train_tasks, task: int, pool_arch_P) -> int:
   weight_T = np.zeros(ds.num_tasks)
   weight_T[nearest_task(ds, train_tasks, task)] = 1.0
   return int(np.argmax(table_scores(ds, weight_T, pool_arch_P)))
+
+
+def task_kernel_model(ds: runs_lib.MetaDataset, train_tasks, top_quantile: float = 0.02
+                      ) -> tuple[task_kernel_lib.TaskKernel, np.ndarray]:
+  """The task kernel over `train_tasks`, its bandwidth chosen by leave-one-task-out over them,
+  and the metrics it was chosen by (`tarch.task_kernel.choose_bandwidth`)."""
+  train_tasks = np.asarray(list(train_tasks))
+  train_T = np.zeros(ds.num_tasks, bool)
+  train_T[train_tasks] = True
+  kernel = task_kernel_lib.TaskKernel.build(
+      _standardized_features(ds, train_tasks), train_T, ds.task_R, ds.arch_R, _percentiles(ds),
+      ds.enc_AxE)
+  kernel, metrics, _ = task_kernel_lib.choose_bandwidth(kernel, top_quantile)
+  return kernel, metrics
+
+
+def task_kernel(ds: runs_lib.MetaDataset, train_tasks, task: int, pool_arch_P) -> int:
+  """Pool position of the member with the best kernel-weighted mean percentile
+  (`tarch.task_kernel`), the bandwidth chosen on the training tasks."""
+  kernel, _ = task_kernel_model(ds, train_tasks)
+  z = _standardized_features(ds, np.asarray(list(train_tasks)))[task]
+  scores = kernel.scores(jnp.asarray(z, jnp.float32),
+                         jnp.asarray(ds.enc_AxE[np.asarray(pool_arch_P)], jnp.float32))
+  return int(np.argmax(np.asarray(scores)))

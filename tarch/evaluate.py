@@ -4,9 +4,11 @@ For a held-out task t, the candidate pool is the set of architectures evaluated 
 sees only t's meta-features and the other tasks' results, and its pick is judged by t's
 `test_score` (see `tarch.metrics`). Methods, side by side:
 
-- `tarch`: gradient inference through the value network, projected to the pool (`tarch.infer`);
-- `tarch_rank`: the value network scores the whole pool and its best is taken;
-- `best_on_average`, `knn`: the table baselines of `tarch.baselines`;
+- `tarch`: `tarch.infer` with the pool: gradient inference through the value network, projected
+  to the pool, or, when the model's ranker is the task kernel, the pool ranked by it;
+- `tarch_rank`: the model's ranker (`ValueModel.score`) scores the whole pool and its best is
+  taken;
+- `best_on_average`, `knn`, `task_kernel`: the table baselines of `tarch.baselines`;
 - `random_1`, `random_10`, `random_50`: exact expectation of random search with k trainings on t
   (k capped at the pool size);
 - `oracle`: the pool's best test score.
@@ -27,7 +29,7 @@ from tarch import runs as runs_lib
 from tarch.meta_train import ValueModel
 
 RANDOM_KS = (1, 10, 50)
-METHODS = ("tarch", "tarch_rank", "best_on_average", "knn") + tuple(
+METHODS = ("tarch", "tarch_rank", "best_on_average", "knn", "task_kernel") + tuple(
     f"random_{k}" for k in RANDOM_KS) + ("oracle",)
 
 
@@ -44,8 +46,8 @@ def evaluate_fold(ds: runs_lib.MetaDataset, task: int, model: ValueModel,
 
   Returns:
     One dict per method: task, method, architecture (empty for random_k, whose numbers are
-    expectations), test_score, normalized_regret, percentile, trials_to_match, predicted (V's
-    value of the pick, NaN for methods that do not use V).
+    expectations), test_score, normalized_regret, percentile, trials_to_match, predicted (the
+    model's score of the pick, NaN for methods that do not use the model).
   """
   train_tasks = [t for t in range(ds.num_tasks) if t != task]
   rows = ds.task_rows(task)
@@ -54,13 +56,14 @@ def evaluate_fold(ds: runs_lib.MetaDataset, task: int, model: ValueModel,
   pool_PxE = jnp.asarray(ds.enc_AxE[pool_arch_P])
   features = jnp.asarray(ds.features_TxF[task], jnp.float32)
 
-  value_P = np.asarray(model.predict(features, pool_PxE, infer_config.pessimism))
+  value_P = np.asarray(model.score(features, pool_PxE, infer_config.pessimism))
   inferred = infer_lib.infer(model, ds.space, features, key, infer_config, pool_PxE=pool_PxE)
   picks = {
       "tarch": int(inferred.pool_indices[0]),
       "tarch_rank": int(np.argmax(value_P)),
       "best_on_average": baselines.best_on_average(ds, train_tasks, pool_arch_P),
       "knn": baselines.knn(ds, train_tasks, task, pool_arch_P),
+      "task_kernel": baselines.task_kernel(ds, train_tasks, task, pool_arch_P),
       "oracle": int(np.argmax(test_P)),
   }
   out = []

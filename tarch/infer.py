@@ -11,6 +11,11 @@ discretised (or, with a candidate pool, replaced by their nearest pool members, 
 been restricted to the categorical values the pool uses), deduplicated, re-scored by V alone and
 returned best first.
 
+When `tarch.meta_train.fit` found that the training tasks' own results, weighted by a kernel
+over tasks, pick better than V on held-out training tasks (`ValueModel.ranker` is
+"task_kernel"), there is no ascent: the pool, or without one the architectures of the training
+table, is ranked by that kernel score (`tarch.task_kernel`).
+
 Everything from the random starts to the top-k indices is one jit-compiled function; only
 decoding the winners to dictionaries happens on the host.
 
@@ -72,9 +77,10 @@ class Inference:
 
   architectures: list[dict[str, Any]]  # decoded architectures
   encodings: np.ndarray  # float32 [K, E]
-  predicted: np.ndarray  # float32 [K] predicted (normalised) score: ensemble mean, minus
-  # `pessimism` member standard deviations
+  predicted: np.ndarray  # float32 [K] what they were ranked by (`ValueModel.score`): V's
+  # ensemble mean minus `pessimism` member standard deviations, or the task kernel's score
   pool_indices: np.ndarray | None  # int [K] rows of the candidate pool, when one was given
+  ranker: str = "value_net"  # the model's ranker (`ValueModel.ranker`)
 
 
 def _ascend(config: vn.ValueNetConfig, infer_config: InferConfig, space: Space, params_M,
@@ -241,6 +247,8 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
         f"{space.dim} with numeric entries {list(space.numeric_dims)}")
   pool_PxE = _encodings("pool", pool_PxE, space)
   support_SxE = _encodings("support", support_SxE, space)
+  if model.ranker == "task_kernel":
+    return _rank_by_kernel(model, space, features_F, config, pool_PxE)
   if support_SxE is None:
     support_SxE = pool_PxE
   enc, values, rows, valid = jax.device_get(_infer_arrays(
@@ -249,3 +257,19 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
   return Inference(
       architectures=space.decode_many(enc), encodings=enc, predicted=values,
       pool_indices=rows if pool_PxE is not None else None)
+
+
+def _rank_by_kernel(model: ValueModel, space: Space, features_F, config: InferConfig,
+                    pool_PxE) -> Inference:
+  """The pool (or the training table's architectures) ranked by the task kernel's score."""
+  if pool_PxE is None:
+    kernel = model.kernel
+    _, mass_A = kernel.table_scores(kernel.train_T.astype(jnp.float32))
+    candidates = np.asarray(kernel.enc_AxE)[np.asarray(mass_A) > 0]
+  else:
+    candidates = np.asarray(pool_PxE)
+  scores = np.asarray(model.score(features_F, candidates))
+  top = np.argsort(-scores, kind="stable")[:config.top_k]
+  enc = candidates[top]
+  return Inference(architectures=space.decode_many(enc), encodings=enc, predicted=scores[top],
+                   pool_indices=top if pool_PxE is not None else None, ranker=model.ranker)

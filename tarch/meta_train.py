@@ -30,6 +30,7 @@ import numpy as np
 import optax
 
 from tarch import runs as runs_lib
+from tarch import task_kernel as task_kernel_lib
 from tarch import value_net as vn
 
 
@@ -40,7 +41,9 @@ class TrainConfig:
   loss: str = "pairwise"  # one of value_net.LOSSES
   target: str = "zscore"  # per-task normalisation, one of runs.normalize_scores' methods
   ensemble_size: int = 8  # members M, trained side by side in one vmapped program
-  holdout_tasks: int = 1  # training tasks each member holds out for early stopping
+  holdout_tasks: int = 1  # training tasks each member holds out (at least; members hold out
+  # more when needed for every training task to be held out by one of them: k-fold
+  # cross-validation); 0: none, early stopping on training pairs
   task_weighting: str = "results"  # how often a task is sampled: "results" (in proportion to
   # its number of results: every result counts the same) or "uniform" (every task the same)
   num_steps: int = 1500  # maximum optimiser steps per member
@@ -63,6 +66,9 @@ class TrainConfig:
   # interaction term: keeps the main effects a model of their own, so the term can be shrunk
   interaction_scales: tuple[float, ...] = (0.0, 1.0)  # scales of the interaction term, chosen
   # after training on held-out tasks by `shrinkage_rule` (before the task-effect scale)
+  task_kernel: bool = True  # also consider ranking by the training tasks' results under a
+  # kernel over tasks (`tarch.task_kernel`); used instead of V only where it does better on the
+  # held-out training tasks (see `_choose_ranker`)
   seed: int = 0
 
   def __post_init__(self):
@@ -136,7 +142,12 @@ class FeatureScaler:
 
 @flax.struct.dataclass
 class ValueModel:
-  """A trained ensemble: everything `tarch.infer` needs to score architectures for a task."""
+  """A trained ensemble: everything `tarch.infer` needs to score architectures for a task.
+
+  `ranker` says what candidates are ranked by: "value_net" (V) or "task_kernel" (the training
+  tasks' results weighted by a kernel over tasks, `kernel`), whichever `fit` found to pick
+  better on held-out training tasks.
+  """
 
   params: Any  # Flax params with a leading ensemble axis [M, ...]
   scaler: FeatureScaler
@@ -144,12 +155,24 @@ class ValueModel:
   task_effect_scale: float = 1.0  # the shrinkage chosen by `fit` (already applied to
   # `params`; kept for reporting; a leaf, so models differing only in it share compilations)
   interaction_scale: float = 1.0  # likewise for the interaction term
+  kernel: task_kernel_lib.TaskKernel | None = None  # the training table, for the kernel ranker
+  ranker: str = flax.struct.field(pytree_node=False, default="value_net")
 
   def predict(self, features_F: jax.Array, enc_NxE: jax.Array,
               pessimism: float = 0.0) -> jax.Array:
     """Value `[N]` of architectures for a task with raw meta-features: the ensemble mean, minus
     `pessimism` member standard deviations (`value_net.lower_bound`)."""
     return _predict(self, features_F, enc_NxE, float(pessimism))
+
+  def score(self, features_F: jax.Array, enc_NxE: jax.Array,
+            pessimism: float = 0.0) -> jax.Array:
+    """What candidates are ranked by `[N]`: `predict` for the "value_net" ranker; for
+    "task_kernel", the kernel-weighted mean percentile of each one's nearest table architecture
+    (`tarch.task_kernel`)."""
+    if self.ranker == "task_kernel":
+      return self.kernel.scores(self.scaler._standardize(jnp.asarray(features_F, jnp.float32)),
+                                jnp.asarray(enc_NxE, jnp.float32))
+    return self.predict(features_F, enc_NxE, pessimism)
 
   def predict_members(self, features_F: jax.Array, enc_NxE: jax.Array) -> jax.Array:
     """Per-member values `[M, N]`."""
@@ -291,9 +314,12 @@ def _keep_better(better_M: np.ndarray, new_M, old_M):
 
 
 def _holdout_masks(train_mask_T: np.ndarray, train_config: TrainConfig, rng) -> tuple:
-  """Per-member (fit weight, held-out mask) over tasks; members rotate through the tasks."""
+  """Per-member (fit weight, held-out mask) over tasks; members rotate through the tasks, each
+  holding out `holdout_tasks` or, if more are needed for every task to be held out once, more."""
   tasks = np.flatnonzero(train_mask_T)
   m, k = train_config.ensemble_size, train_config.holdout_tasks
+  if k > 0:
+    k = max(k, -(-len(tasks) // m))  # k-fold: every training task held out by some member
   fit_w = np.tile(train_mask_T.astype(np.float32), (m, 1))
   held = np.zeros_like(fit_w, dtype=bool)
   if len(tasks) <= k or k == 0:
@@ -409,7 +435,49 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
       if progress is not None:
         progress({name: chosen[name], f"val_loss_by_{name}":
                   dict(zip(sorted(scales), per_member.mean(1).tolist()))})
-  return ValueModel(params=best_params, scaler=scaler, config=net_config, **chosen), history
+  model = ValueModel(params=best_params, scaler=scaler, config=net_config, **chosen)
+  # Without held-out tasks (every member "holds out" every training task) there is nothing to
+  # compare the rankers on.
+  if train_config.task_kernel and not held[:, mask_T].all():
+    model, report = _choose_ranker(ds, model, mask_T, held, train_config)
+    if progress is not None:
+      progress(report)
+  return model, history
+
+
+def _choose_ranker(ds: runs_lib.MetaDataset, model: ValueModel, mask_T: np.ndarray,
+                   held_MxT: np.ndarray, train_config: TrainConfig) -> tuple[ValueModel, dict]:
+  """`model` with the task kernel attached and the ranker that picks better on held-out tasks.
+
+  Every member scores each training task it held out; the task kernel (its bandwidth chosen
+  by leave-one-task-out over all training tasks, `tarch.task_kernel.choose_bandwidth`) scores
+  the same task from the other training tasks. Both are judged by the mean percentile of the
+  architectures they rank in the task's top `top_quantile`, and the paired one-standard-error
+  rule keeps V unless the kernel is better by more than a standard error.
+  """
+  train = np.flatnonzero(mask_T)
+  rows = np.isin(ds.task_R, train)
+  pct_R = runs_lib.normalize_scores(ds.score_R, ds.task_R, ds.num_tasks, "percentile")
+  kernel = task_kernel_lib.TaskKernel.build(
+      np.asarray(model.scaler._standardize(jnp.asarray(ds.features_TxF[train], jnp.float32))),
+      np.ones(len(train), bool), np.searchsorted(train, ds.task_R[rows]), ds.arch_R[rows],
+      pct_R[rows], ds.enc_AxE)
+  kernel, loo_TxB, chosen_b = task_kernel_lib.choose_bandwidth(kernel, train_config.top_quantile)
+  value_net, task_kernel = [], []
+  for member, t in zip(*np.nonzero(held_MxT[:, train])):
+    task_rows = ds.task_rows(train[t])
+    values = np.asarray(model.predict_members(
+        jnp.asarray(ds.features_TxF[train[t]], jnp.float32),
+        jnp.asarray(ds.enc_AxE[ds.arch_R[task_rows]])))[member]
+    value_net.append(task_kernel_lib.top_quantile_mean(values, pct_R[task_rows],
+                                                       train_config.top_quantile))
+    task_kernel.append(loo_TxB[t, chosen_b])
+  metric_SxN = -np.array([value_net, task_kernel])  # lower is better, V first
+  ranker = ("value_net", "task_kernel")[int(_one_standard_error_choice([0, 1], metric_SxN))]
+  report = {"ranker": ranker, "kernel_bandwidth": float(kernel.bandwidth),
+            "heldout_top_percentile": {"value_net": float(np.mean(value_net)),
+                                       "task_kernel": float(np.mean(task_kernel))}}
+  return model.replace(kernel=kernel, ranker=ranker), report
 
 
 def _one_standard_error_choice(scales: list[float], metric_SxM: np.ndarray) -> float:
@@ -462,11 +530,13 @@ def save(model: ValueModel, directory: str | os.PathLike) -> None:
   directory = os.path.abspath(directory)
   os.makedirs(directory, exist_ok=True)
   state = {"params": model.params, "scaler": dataclasses.asdict(model.scaler)}
+  if model.kernel is not None:
+    state["kernel"] = dataclasses.asdict(model.kernel)
   with ocp.StandardCheckpointer() as ckpt:
     ckpt.save(os.path.join(directory, "state"), state, force=True)
   config = {**dataclasses.asdict(model.config),
             "task_effect_scale": float(model.task_effect_scale),
-            "interaction_scale": float(model.interaction_scale)}
+            "interaction_scale": float(model.interaction_scale), "ranker": model.ranker}
   tmp = os.path.join(directory, "value_net.json.tmp")
   with open(tmp, "w") as f:
     json.dump(config, f, indent=2)
@@ -482,8 +552,10 @@ def restore(directory: str | os.PathLike) -> ValueModel:
     raw = json.load(f)
   scales = {name: float(raw.pop(name, 1.0))
             for name in ("task_effect_scale", "interaction_scale")}
+  ranker = raw.pop("ranker", "value_net")
   config = vn.ValueNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
   with ocp.StandardCheckpointer() as ckpt:
     state = ckpt.restore(os.path.join(directory, "state"))
+  kernel = (task_kernel_lib.TaskKernel(**state["kernel"]) if "kernel" in state else None)
   return ValueModel(params=state["params"], scaler=FeatureScaler(**state["scaler"]),
-                    config=config, **scales)
+                    config=config, kernel=kernel, ranker=ranker, **scales)

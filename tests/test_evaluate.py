@@ -38,6 +38,41 @@ def test_knn_uses_the_nearest_task(table_ds):
   assert _op(table_ds, pool[baselines.knn(table_ds, [0, 1], 2, pool)]) == "op=c"
 
 
+def test_task_kernel_weights_nearby_tasks():
+  """Two families of tasks with opposite preferences, told apart by a meta-feature: the
+  leave-one-task-out bandwidth is finite, and a new task gets its own family's best."""
+  space = Space("s", (Categorical("op", ("a", "b", "c", "d")),))
+  rng = np.random.default_rng(0)
+  rows, mf = [], []
+  for t in range(12):
+    family = t % 2
+    scores = [4, 3, 2, 1] if family else [1, 2, 3, 4]
+    rows += [{"task": f"t{t}", "op": op, "score": s + 0.1 * rng.normal()}
+             for op, s in zip("abcd", scores)]
+    mf.append(family + 0.05 * rng.normal())
+  ds = runs.from_frames(space, pd.DataFrame(rows),
+                        pd.DataFrame({"task": [f"t{t}" for t in range(12)], "mf": mf}))
+  pool = np.arange(ds.num_archs)
+  train = range(1, 12)
+  kernel, metrics = baselines.task_kernel_model(ds, train)
+  mean = metrics.mean(0)
+  assert np.isfinite(kernel.bandwidth) and mean.max() > mean[-1]  # the last bandwidth is inf
+  # t0 is of family 0, whose best is d; averaged over both families, d and a tie.
+  assert _op(ds, pool[baselines.task_kernel(ds, train, 0, pool)]) == "op=d"
+  assert _op(ds, pool[baselines.task_kernel(ds, train, 1, pool)]) == "op=a"
+
+
+def test_task_kernel_is_best_on_average_when_meta_features_do_not_matter():
+  """Every bandwidth scores the same when tasks agree: the tie goes to the widest (inf)."""
+  space = Space("s", (Categorical("op", ("a", "b", "c")),))
+  rows = [{"task": f"t{t}", "op": op, "score": s} for t in range(5)
+          for op, s in zip("abc", (1, 3, 2))]
+  ds = runs.from_frames(space, pd.DataFrame(rows),
+                        pd.DataFrame({"task": [f"t{t}" for t in range(5)],
+                                      "mf": [0.0, 3.0, 1.0, 7.0, 2.0]}))
+  assert baselines.task_kernel_model(ds, range(5))[0].bandwidth == np.inf
+
+
 def test_unseen_pool_member_takes_its_nearest_evaluated_architecture(table_ds):
   weight = np.array([0.0, 0.0, 1.0])  # only t2, which never evaluated d
   d = table_ds.arch_keys.index("op=d")
@@ -58,7 +93,7 @@ def test_evaluate_fold_reports_every_method(synthetic_ds):
   assert by_method["oracle"]["percentile"] == 1.0
   assert by_method["random_1"]["normalized_regret"] > by_method["random_50"]["normalized_regret"]
   pool = {synthetic_ds.arch_keys[a] for a in synthetic_ds.arch_R[synthetic_ds.task_rows(0)]}
-  for method in ("tarch", "tarch_rank", "best_on_average", "knn", "oracle"):
+  for method in ("tarch", "tarch_rank", "best_on_average", "knn", "task_kernel", "oracle"):
     assert by_method[method]["architecture"] in pool
     assert 0.0 <= by_method[method]["percentile"] <= 1.0
   assert by_method["tarch_rank"]["predicted"] >= by_method["tarch"]["predicted"] - 1e-6

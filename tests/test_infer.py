@@ -18,8 +18,9 @@ CONFIG = infer_lib.InferConfig(num_restarts=16, num_steps=60, top_k=5)
 @pytest.fixture(scope="module")
 def model(synthetic_ds):
   net = vn.ValueNetConfig(interaction_hidden=(32, 32), task_hidden=(8,))
+  # The ascent is under test here, so the kernel ranker is not considered (tested below).
   train = meta_train.TrainConfig(ensemble_size=2, num_steps=200, eval_every=50, batch_size=64,
-                                 eval_size=256)
+                                 eval_size=256, task_kernel=False)
   return meta_train.fit(synthetic_ds, net, train, train_tasks=range(5))[0]
 
 
@@ -216,3 +217,25 @@ def test_support_density_keeps_the_members_v_values_most(synthetic_ds, model):
   np.testing.assert_array_equal(np.asarray(kept), best4)
   assert float(scale) == pytest.approx(values.std() + 1e-6, rel=1e-4)
   assert float(bandwidth) == pytest.approx(float(infer_lib._neighbour_distance(support)))
+
+
+def test_kernel_ranker_ranks_the_pool_or_the_table_without_ascent(synthetic_ds):
+  net = vn.ValueNetConfig(interaction_hidden=(8,), task_hidden=(4,))
+  train = meta_train.TrainConfig(ensemble_size=2, num_steps=40, eval_every=20, batch_size=32,
+                                 eval_size=64)
+  model = meta_train.fit(synthetic_ds, net, train, train_tasks=range(5))[0]
+  model = model.replace(ranker="task_kernel")
+  pool = jnp.asarray(synthetic_ds.enc_AxE[::3])
+  result = infer_lib.infer(model, synthetic_ds.space, _features(synthetic_ds), jax.random.key(0),
+                           CONFIG, pool_PxE=pool)
+  score = np.asarray(model.score(_features(synthetic_ds), pool))
+  assert result.ranker == "task_kernel"
+  np.testing.assert_array_equal(result.pool_indices, np.argsort(-score, kind="stable")[:5])
+  np.testing.assert_allclose(result.predicted, score[result.pool_indices], rtol=1e-6)
+  # Without a pool: the training table's architectures (those the training tasks evaluated).
+  free = infer_lib.infer(model, synthetic_ds.space, _features(synthetic_ds), jax.random.key(0),
+                         CONFIG)
+  train_archs = {synthetic_ds.arch_keys[a] for t in range(5)
+                 for a in synthetic_ds.arch_R[synthetic_ds.task_rows(t)]}
+  assert len(free.architectures) == CONFIG.top_k
+  assert {synthetic_ds.space.format(a) for a in free.architectures} <= train_archs

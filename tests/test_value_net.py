@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from tarch import meta_train
+from tarch import baselines, meta_train
 from tarch import value_net as vn
 
 NET = vn.ValueNetConfig(interaction_hidden=(32, 32), task_hidden=(8,))
@@ -78,6 +78,12 @@ def test_save_restore_round_trip(tmp_path, synthetic_ds, fitted):
   f = jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32)
   enc = jnp.asarray(synthetic_ds.enc_AxE[:32])
   np.testing.assert_allclose(restored.predict(f, enc), model.predict(f, enc), rtol=1e-6)
+  assert restored.ranker == model.ranker
+  kernel_model = model.replace(ranker="task_kernel")
+  meta_train.save(kernel_model, tmp_path / "kernel_model")
+  restored = meta_train.restore(tmp_path / "kernel_model")
+  assert restored.ranker == "task_kernel"
+  np.testing.assert_allclose(restored.score(f, enc), kernel_model.score(f, enc), rtol=1e-6)
 
 
 def test_fit_rejects_empty_training_set(synthetic_ds):
@@ -167,3 +173,43 @@ def test_meta_feature_term_fades_outside_the_training_range(synthetic_ds, fitted
   far = inside.at[0].set(1e3)
   assert float(model.scaler.trust(far)) < 1e-6
   np.testing.assert_allclose(model.task_embeddings(far), 0.0, atol=1e-6)
+
+
+def test_members_hold_out_every_training_task():
+  """k-fold: with more tasks than members x holdout_tasks, members hold out more tasks."""
+  mask = np.ones(10, bool)
+  mask[3] = False
+  config = dataclasses.replace(TRAIN, ensemble_size=3, holdout_tasks=1)
+  fit_w, held = meta_train._holdout_masks(mask, config, np.random.default_rng(0))
+  assert held[:, mask].any(0).all() and not held[:, 3].any()
+  assert (held.sum(1) == 3).all()  # ceil(9 / 3)
+  assert not (fit_w[held] > 0).any()
+
+
+def test_fit_chooses_the_ranker_on_held_out_tasks(synthetic_ds, fitted):
+  """The kernel replaces V only if it is better on the held-out tasks (paired one-SE rule)."""
+  reports = []
+  model, _ = meta_train.fit(synthetic_ds, NET, dataclasses.replace(TRAIN, num_steps=100),
+                            train_tasks=range(5), progress=reports.append)
+  (report,) = [r for r in reports if "ranker" in r]
+  assert model.ranker == report["ranker"] and model.kernel is not None
+  means = report["heldout_top_percentile"]
+  if means["task_kernel"] <= means["value_net"]:
+    assert model.ranker == "value_net"
+  off, _ = meta_train.fit(synthetic_ds, NET, dataclasses.replace(
+      TRAIN, num_steps=50, task_kernel=False), train_tasks=range(5))
+  assert off.ranker == "value_net" and off.kernel is None
+
+
+def test_kernel_score_is_the_weighted_mean_percentile(synthetic_ds, fitted):
+  """With an infinite bandwidth the kernel ranker scores a table architecture by its mean
+  percentile over the training tasks, as the best_on_average baseline does."""
+  model, _ = fitted
+  kernel_model = model.replace(ranker="task_kernel",
+                               kernel=model.kernel.replace(bandwidth=jnp.float32(np.inf)))
+  pool = synthetic_ds.arch_R[synthetic_ds.task_rows(2)]
+  score = kernel_model.score(jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32),
+                             jnp.asarray(synthetic_ds.enc_AxE[pool]))
+  weight_T = np.isin(np.arange(synthetic_ds.num_tasks), range(5)).astype(float)
+  np.testing.assert_allclose(score, baselines.table_scores(synthetic_ds, weight_T, pool),
+                             rtol=1e-5)
