@@ -3,7 +3,8 @@
   python benchmarks/rank_quality.py --data_dir=DIR/meta_dataset [--every 3]
 
 For every `--every`-th task held out (leave-one-task-out, default LOTO config): fits the value
-network on the other tasks, scores the held-out task's pool with V (`tarch_rank`'s ranking) and
+network on the other tasks, scores the held-out task's pool with V (`tarch_rank`'s ranking when
+the model's ranker is V; `ValueModel.predict`, whichever ranker `fit` chose) and
 with best_on_average's mean training-task percentile, and prints each ranking's mean Spearman
 correlation with the held-out test scores and the mean normalised regret of each ranking's top
 pick. A ranking can be good overall and still pick a worse top architecture: this separates the

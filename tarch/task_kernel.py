@@ -86,7 +86,20 @@ class TaskKernel(flax.struct.PyTreeNode):
     """Score `[C]` of each candidate: that of its nearest table architecture that a weighted
     task evaluated (itself, when it is one)."""
     mean_A, mass_A = self.table_scores(self.weights(z_F, exclude, bandwidth))
-    return _nearest_scores(self.enc_AxE, mean_A, mass_A > 0, enc_CxE)
+    mean_A, seen_A = np.asarray(mean_A), np.asarray(mass_A) > 0
+    candidates = np.asarray(enc_CxE, np.float32)
+    # Candidates that are table architectures (a pool drawn from the table, as in LOTO) are
+    # looked up; only the others need the nearest-neighbour search.
+    index = {row.tobytes(): a for a, row in zip(np.flatnonzero(seen_A),
+                                                 np.asarray(self.enc_AxE)[seen_A])}
+    found = np.array([index.get(row.tobytes(), -1) for row in candidates], np.int64)
+    out = mean_A[np.maximum(found, 0)]
+    missing = found < 0
+    if missing.any():
+      out[missing] = np.asarray(_nearest_scores(self.enc_AxE, jnp.asarray(mean_A),
+                                                jnp.asarray(seen_A),
+                                                jnp.asarray(candidates[missing])))
+    return jnp.asarray(out)
 
 
 @functools.partial(jax.jit, static_argnames="chunk")

@@ -213,3 +213,7 @@ def test_kernel_score_is_the_weighted_mean_percentile(synthetic_ds, fitted):
   weight_T = np.isin(np.arange(synthetic_ds.num_tasks), range(5)).astype(float)
   np.testing.assert_allclose(score, baselines.table_scores(synthetic_ds, weight_T, pool),
                              rtol=1e-5)
+  # A candidate off the table takes its nearest table architecture's score.
+  near = kernel_model.score(jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32),
+                            jnp.asarray(synthetic_ds.enc_AxE[pool]) + 1e-3)
+  np.testing.assert_allclose(near, score, rtol=1e-6)
