@@ -124,7 +124,7 @@ class FeatureScaler:
     return cls(*(jnp.asarray(v, jnp.float32) for v in (mean, std, z.min(0), z.max(0))))
 
   def __call__(self, mf_xF: jax.Array) -> jax.Array:
-    return jnp.clip(self._standardize(mf_xF), self.low_F, self.high_F)
+    return jnp.clip(self.standardize(mf_xF), self.low_F, self.high_F)
 
   def trust(self, mf_xF: jax.Array) -> jax.Array:
     """exp(-d^2 / 2), d = how far (in training stds) the meta-features lie outside the range.
@@ -132,11 +132,12 @@ class FeatureScaler:
     1 inside the training tasks' range. The meta-feature term of V is an extrapolation beyond
     it, so `ValueModel` fades that term out, toward the across-task prior, as d grows.
     """
-    z = self._standardize(mf_xF)
+    z = self.standardize(mf_xF)
     excess = z - jnp.clip(z, self.low_F, self.high_F)
     return jnp.exp(-0.5 * jnp.sum(excess**2, axis=-1))
 
-  def _standardize(self, mf_xF: jax.Array) -> jax.Array:
+  def standardize(self, mf_xF: jax.Array) -> jax.Array:
+    """(meta-features - training mean) / training std, not clipped."""
     return (mf_xF - self.mean_F) / self.std_F
 
 
@@ -170,7 +171,7 @@ class ValueModel:
     "task_kernel", the kernel-weighted mean percentile of each one's nearest table architecture
     (`tarch.task_kernel`)."""
     if self.ranker == "task_kernel":
-      return self.kernel.scores(self.scaler._standardize(jnp.asarray(features_F, jnp.float32)),
+      return self.kernel.scores(self.scaler.standardize(jnp.asarray(features_F, jnp.float32)),
                                 jnp.asarray(enc_NxE, jnp.float32))
     return self.predict(features_F, enc_NxE, pessimism)
 
@@ -459,7 +460,7 @@ def _choose_ranker(ds: runs_lib.MetaDataset, model: ValueModel, mask_T: np.ndarr
   rows = np.isin(ds.task_R, train)
   pct_R = runs_lib.normalize_scores(ds.score_R, ds.task_R, ds.num_tasks, "percentile")
   kernel = task_kernel_lib.TaskKernel.build(
-      np.asarray(model.scaler._standardize(jnp.asarray(ds.features_TxF[train], jnp.float32))),
+      np.asarray(model.scaler.standardize(jnp.asarray(ds.features_TxF[train], jnp.float32))),
       np.ones(len(train), bool), np.searchsorted(train, ds.task_R[rows]), ds.arch_R[rows],
       pct_R[rows], ds.enc_AxE)
   kernel, loo_TxB, chosen_b = task_kernel_lib.choose_bandwidth(kernel, train_config.top_quantile)
