@@ -126,8 +126,10 @@ def run_fold(config: ml_collections.ConfigDict, ds: runs_lib.MetaDataset, task: 
           "best_val_loss": history[-1]["best_val_loss"],
           "task_effect_scale": model.task_effect_scale,
           "interaction_scale": model.interaction_scale, "ranker": model.ranker,
-          "kernel_bandwidth": (float(model.kernel.bandwidth) if model.kernel is not None
-                               else None)}
+          # JSON has no infinity: the widest bandwidth (equal weights) is written "inf".
+          "kernel_bandwidth": (None if model.kernel is None else
+                               float(model.kernel.bandwidth)
+                               if np.isfinite(model.kernel.bandwidth) else "inf")}
 
 
 def summarize(results: pd.DataFrame) -> dict:

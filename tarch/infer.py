@@ -262,9 +262,9 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
 def _rank_by_kernel(model: ValueModel, space: Space, features_F, config: InferConfig,
                     pool_PxE) -> Inference:
   """The pool (or the training table's architectures) ranked by the task kernel's score."""
-  if pool_PxE is None:
+  if pool_PxE is None:  # The architectures that some task weighted for this one evaluated.
     kernel = model.kernel
-    _, mass_A = kernel.table_scores(kernel.train_T.astype(jnp.float32))
+    _, mass_A = kernel.table_scores(kernel.weights(model.scaler.standardize(features_F)))
     candidates = np.asarray(kernel.enc_AxE)[np.asarray(mass_A) > 0]
   else:
     candidates = np.asarray(pool_PxE)

@@ -319,8 +319,10 @@ def _holdout_masks(train_mask_T: np.ndarray, train_config: TrainConfig, rng) -> 
   holding out `holdout_tasks` or, if more are needed for every task to be held out once, more."""
   tasks = np.flatnonzero(train_mask_T)
   m, k = train_config.ensemble_size, train_config.holdout_tasks
-  if k > 0:
-    k = max(k, -(-len(tasks) // m))  # k-fold: every training task held out by some member
+  if k > 0 and m > 1:
+    # k-fold, every training task held out by some member, as long as each member still
+    # learns from at least half of them.
+    k = max(k, min(-(-len(tasks) // m), len(tasks) // 2))
   fit_w = np.tile(train_mask_T.astype(np.float32), (m, 1))
   held = np.zeros_like(fit_w, dtype=bool)
   if len(tasks) <= k or k == 0:
@@ -367,7 +369,9 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
   Returns:
     The trained `ValueModel` (each member at its best held-out step, the meta-feature term
     shrunk by the `interaction_scales`, then the `task_effect_scales`, entry that
-    `shrinkage_rule` picks on the held-out tasks) and the history, one dict per evaluation.
+    `shrinkage_rule` picks on the held-out tasks; with `train_config.task_kernel`, the task
+    kernel attached and the ranker chosen by `_choose_ranker`, whose report `progress` also
+    receives) and the history, one dict per evaluation.
   """
   mask_T = np.zeros(ds.num_tasks, bool)
   if train_tasks is None:
@@ -438,8 +442,8 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
                   dict(zip(sorted(scales), per_member.mean(1).tolist()))})
   model = ValueModel(params=best_params, scaler=scaler, config=net_config, **chosen)
   # Without held-out tasks (every member "holds out" every training task) there is nothing to
-  # compare the rankers on.
-  if train_config.task_kernel and not held[:, mask_T].all():
+  # compare the rankers on, and with fewer than 3 training tasks no bandwidth to choose.
+  if train_config.task_kernel and not held[:, mask_T].all() and mask_T.sum() >= 3:
     model, report = _choose_ranker(ds, model, mask_T, held, train_config)
     if progress is not None:
       progress(report)
@@ -454,7 +458,10 @@ def _choose_ranker(ds: runs_lib.MetaDataset, model: ValueModel, mask_T: np.ndarr
   by leave-one-task-out over all training tasks, `tarch.task_kernel.choose_bandwidth`) scores
   the same task from the other training tasks. Both are judged by the mean percentile of the
   architectures they rank in the task's top `top_quantile`, and the paired one-standard-error
-  rule keeps V unless the kernel is better by more than a standard error.
+  rule keeps V unless the kernel is better by more than a standard error. V is judged member by
+  member (a held-out task is only unseen by the member that held it out), although inference
+  uses the ensemble mean, which tilts the comparison somewhat toward the kernel; the kernel's
+  bandwidth was chosen on the same tasks, which tilts it the same way.
   """
   train = np.flatnonzero(mask_T)
   rows = np.isin(ds.task_R, train)

@@ -86,20 +86,28 @@ class TaskKernel(flax.struct.PyTreeNode):
     """Score `[C]` of each candidate: that of its nearest table architecture that a weighted
     task evaluated (itself, when it is one)."""
     mean_A, mass_A = self.table_scores(self.weights(z_F, exclude, bandwidth))
-    mean_A, seen_A = np.asarray(mean_A), np.asarray(mass_A) > 0
     candidates = np.asarray(enc_CxE, np.float32)
-    # Candidates that are table architectures (a pool drawn from the table, as in LOTO) are
-    # looked up; only the others need the nearest-neighbour search.
-    index = {row.tobytes(): a for a, row in zip(np.flatnonzero(seen_A),
-                                                 np.asarray(self.enc_AxE)[seen_A])}
-    found = np.array([index.get(row.tobytes(), -1) for row in candidates], np.int64)
-    out = mean_A[np.maximum(found, 0)]
-    missing = found < 0
-    if missing.any():
-      out[missing] = np.asarray(_nearest_scores(self.enc_AxE, jnp.asarray(mean_A),
-                                                jnp.asarray(seen_A),
-                                                jnp.asarray(candidates[missing])))
-    return jnp.asarray(out)
+    return jnp.asarray(_fill(self.enc_AxE, np.asarray(mean_A), np.asarray(mass_A) > 0,
+                             candidates, _table_index(self.enc_AxE, candidates)))
+
+
+def _table_index(enc_AxE: jax.Array, candidates_CxE: np.ndarray) -> np.ndarray:
+  """Row of `enc_AxE` equal to each candidate, -1 where none is (int64 `[C]`)."""
+  index = {row.tobytes(): a for a, row in enumerate(np.asarray(enc_AxE))}
+  return np.array([index.get(row.tobytes(), -1) for row in candidates_CxE], np.int64)
+
+
+def _fill(enc_AxE, mean_A: np.ndarray, seen_A: np.ndarray, candidates_CxE: np.ndarray,
+          table_index_C: np.ndarray) -> np.ndarray:
+  """`mean_A` of each candidate that is a seen table architecture (looked up), else of its
+  nearest seen one (searched)."""
+  found = np.maximum(table_index_C, 0)
+  out = mean_A[found]
+  missing = (table_index_C < 0) | ~seen_A[found]
+  if missing.any():
+    out[missing] = np.asarray(_nearest_scores(enc_AxE, jnp.asarray(mean_A), jnp.asarray(seen_A),
+                                              jnp.asarray(candidates_CxE[missing])))
+  return out
 
 
 @functools.partial(jax.jit, static_argnames="chunk")
@@ -121,11 +129,13 @@ def _nearest_scores(enc_AxE, score_A, seen_A, enc_CxE, chunk: int = 1024):
 
 
 @jax.jit
-def _table_scores_by_bandwidth(kernel: TaskKernel, task: jax.Array) -> jax.Array:
-  """Table scores `[len(BANDWIDTHS), A]` for training task `task`, predicted from the others."""
+def _table_scores_by_bandwidth(kernel: TaskKernel, task: jax.Array) -> tuple[jax.Array, ...]:
+  """Table scores and weight masses `[len(BANDWIDTHS), A]` for training task `task`, predicted
+  from the others."""
   z_F = kernel.features_TxF[task]
-  return jnp.stack([kernel.table_scores(kernel.weights(z_F, task, jnp.float32(b)))[0]
-                    for b in BANDWIDTHS])
+  mean, mass = zip(*[kernel.table_scores(kernel.weights(z_F, task, jnp.float32(b)))
+                     for b in BANDWIDTHS])
+  return jnp.stack(mean), jnp.stack(mass)
 
 
 def top_quantile_mean(score_N: np.ndarray, pct_N: np.ndarray, top_quantile: float) -> float:
@@ -140,11 +150,15 @@ def heldout_metrics(kernel: TaskKernel, tasks, top_quantile: float) -> np.ndarra
   own percentiles under the kernel's scores predicted from the other training tasks."""
   task_R, arch_R = np.asarray(kernel.task_R), np.asarray(kernel.arch_R)
   pct_R = np.asarray(kernel.pct_R)
+  enc_AxE = np.asarray(kernel.enc_AxE)
   out = np.zeros((len(tasks), len(BANDWIDTHS)))
   for i, t in enumerate(tasks):
     rows = np.flatnonzero(task_R == t)
-    scores = np.asarray(_table_scores_by_bandwidth(kernel, jnp.int32(t)))[:, arch_R[rows]]
-    out[i] = [top_quantile_mean(s, pct_R[rows], top_quantile) for s in scores]
+    mean_BxA, mass_BxA = map(np.asarray, _table_scores_by_bandwidth(kernel, jnp.int32(t)))
+    # The task's own architectures, scored as `TaskKernel.scores` would score them.
+    out[i] = [top_quantile_mean(
+        _fill(kernel.enc_AxE, mean_A, mass_A > 0, enc_AxE[arch_R[rows]], arch_R[rows]),
+        pct_R[rows], top_quantile) for mean_A, mass_A in zip(mean_BxA, mass_BxA)]
   return out
 
 

@@ -53,13 +53,16 @@ def test_task_kernel_weights_nearby_tasks():
   ds = runs.from_frames(space, pd.DataFrame(rows),
                         pd.DataFrame({"task": [f"t{t}" for t in range(12)], "mf": mf}))
   pool = np.arange(ds.num_archs)
-  train = range(1, 12)
-  kernel, metrics = baselines.task_kernel_model(ds, train)
+  kernel, metrics = baselines.task_kernel_model(ds, range(1, 12))
   mean = metrics.mean(0)
   assert np.isfinite(kernel.bandwidth) and mean.max() > mean[-1]  # the last bandwidth is inf
-  # t0 is of family 0, whose best is d; averaged over both families, d and a tie.
-  assert _op(ds, pool[baselines.task_kernel(ds, train, 0, pool)]) == "op=d"
-  assert _op(ds, pool[baselines.task_kernel(ds, train, 1, pool)]) == "op=a"
+  # Each held-out task gets its own family's best although the other family is the majority
+  # of the training tasks (and so best on average): t0 (family 0) is held out from 6 tasks of
+  # family 1 and 5 of family 0, t11 (family 1) from 6 of family 0 and 5 of family 1.
+  assert _op(ds, pool[baselines.task_kernel(ds, range(1, 12), 0, pool)]) == "op=d"
+  assert _op(ds, pool[baselines.best_on_average(ds, range(1, 12), pool)]) == "op=a"
+  assert _op(ds, pool[baselines.task_kernel(ds, range(11), 11, pool)]) == "op=a"
+  assert _op(ds, pool[baselines.best_on_average(ds, range(11), pool)]) == "op=d"
 
 
 def test_task_kernel_is_best_on_average_when_meta_features_do_not_matter():

@@ -184,6 +184,21 @@ def test_members_hold_out_every_training_task():
   assert held[:, mask].any(0).all() and not held[:, 3].any()
   assert (held.sum(1) == 3).all()  # ceil(9 / 3)
   assert not (fit_w[held] > 0).any()
+  # A single member keeps its `holdout_tasks`; k-fold never leaves a member under half the tasks.
+  single = dataclasses.replace(config, ensemble_size=1)
+  assert meta_train._holdout_masks(mask, single, np.random.default_rng(0))[1].sum() == 1
+  two = dataclasses.replace(config, ensemble_size=2)
+  three_tasks = np.array([True, True, True])
+  assert (meta_train._holdout_masks(three_tasks, two, np.random.default_rng(0))[1].sum(1)
+          == 1).all()
+
+
+def test_one_standard_error_rule_keeps_the_first_choice_unless_clearly_worse():
+  """Rows are choices (V first), columns held-out tasks, lower is better."""
+  close = np.array([[0.50, 0.40, 0.60, 0.50], [0.45, 0.42, 0.50, 0.52]])  # within one SE
+  assert meta_train._one_standard_error_choice([0, 1], close) == 0
+  clear = np.array([[0.50, 0.40, 0.60, 0.50], [0.30, 0.21, 0.39, 0.31]])
+  assert meta_train._one_standard_error_choice([0, 1], clear) == 1
 
 
 def test_fit_chooses_the_ranker_on_held_out_tasks(synthetic_ds, fitted):
@@ -213,6 +228,16 @@ def test_kernel_score_is_the_weighted_mean_percentile(synthetic_ds, fitted):
   weight_T = np.isin(np.arange(synthetic_ds.num_tasks), range(5)).astype(float)
   np.testing.assert_allclose(score, baselines.table_scores(synthetic_ds, weight_T, pool),
                              rtol=1e-5)
+  # At a finite bandwidth, the same scores as the baseline's kernel (built on all tasks'
+  # indices, where fit's keeps only the training tasks).
+  base, _ = baselines.task_kernel_model(synthetic_ds, range(5))
+  z = baselines._standardized_features(synthetic_ds, np.arange(5))[5]
+  for b in (0.35, 1.0):
+    fit_scores = kernel_model.replace(kernel=model.kernel.replace(bandwidth=jnp.float32(b))).score(
+        jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32), jnp.asarray(synthetic_ds.enc_AxE))
+    base_scores = base.scores(jnp.asarray(z, jnp.float32), jnp.asarray(synthetic_ds.enc_AxE),
+                              bandwidth=jnp.float32(b))
+    np.testing.assert_allclose(fit_scores, base_scores, rtol=1e-4, atol=1e-5)
   # A candidate off the table takes its nearest table architecture's score.
   near = kernel_model.score(jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32),
                             jnp.asarray(synthetic_ds.enc_AxE[pool]) + 1e-3)
