@@ -116,8 +116,7 @@ def task_kernel_model(ds: runs_lib.MetaDataset, train_tasks, top_quantile: float
 def task_kernel(ds: runs_lib.MetaDataset, train_tasks, task: int, pool_arch_P) -> int:
   """Pool position of the member with the best kernel-weighted mean percentile
   (`tarch.task_kernel`), the bandwidth chosen on the training tasks."""
-  kernel, _ = task_kernel_model(ds, train_tasks)
-  z = _standardized_features(ds, np.asarray(list(train_tasks)))[task]
-  scores = kernel.scores(jnp.asarray(z, jnp.float32),
+  kernel, _ = task_kernel_model(ds, train_tasks)  # holds every task's standardised features
+  scores = kernel.scores(kernel.features_TxF[task],
                          jnp.asarray(ds.enc_AxE[np.asarray(pool_arch_P)], jnp.float32))
   return int(np.argmax(np.asarray(scores)))

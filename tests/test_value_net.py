@@ -231,11 +231,10 @@ def test_kernel_score_is_the_weighted_mean_percentile(synthetic_ds, fitted):
   # At a finite bandwidth, the same scores as the baseline's kernel (built on all tasks'
   # indices, where fit's keeps only the training tasks).
   base, _ = baselines.task_kernel_model(synthetic_ds, range(5))
-  z = baselines._standardized_features(synthetic_ds, np.arange(5))[5]
   for b in (0.35, 1.0):
     fit_scores = kernel_model.replace(kernel=model.kernel.replace(bandwidth=jnp.float32(b))).score(
         jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32), jnp.asarray(synthetic_ds.enc_AxE))
-    base_scores = base.scores(jnp.asarray(z, jnp.float32), jnp.asarray(synthetic_ds.enc_AxE),
+    base_scores = base.scores(base.features_TxF[5], jnp.asarray(synthetic_ds.enc_AxE),
                               bandwidth=jnp.float32(b))
     np.testing.assert_allclose(fit_scores, base_scores, rtol=1e-4, atol=1e-5)
   # A candidate off the table takes its nearest table architecture's score.
