@@ -22,9 +22,7 @@ Prints the comparison and the wall time of each stage; writes DIR/demo_summary.j
 
 from __future__ import annotations
 
-import json
 import os
-import pathlib
 import time
 from collections.abc import Sequence
 
@@ -36,7 +34,7 @@ from absl import app, flags
 from experiments import generate
 from experiments.configs import loto as loto_config
 from experiments.configs.offline import child_config
-from tarch import baselines, child, meta_train
+from tarch import atomic, baselines, child, meta_train
 from tarch import infer as infer_lib
 from tarch import runs as runs_lib
 from tarch import tasks as tasks_lib
@@ -152,8 +150,7 @@ def run(config, workdir: str, task_name: str | None = None, seeds: int = 3,
       "table_median_val_accuracy_on_task": float(np.median(table)),
       "stage_seconds": times,
   }
-  runs_lib.atomic_write(os.path.join(workdir, "demo_summary.json"),
-                        lambda tmp: pathlib.Path(tmp).write_text(json.dumps(summary, indent=2)))
+  atomic.atomic_write_json(os.path.join(workdir, "demo_summary.json"), summary)
 
   print(f"held-out task {task_name}: value network trained on {len(train_tasks)} other tasks, "
         f"tarch ranks by {inference.ranker}; each architecture trained {seeds}x for "

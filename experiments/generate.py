@@ -27,7 +27,6 @@ import functools
 import hashlib
 import json
 import os
-import pathlib
 import shutil
 import tempfile
 import time
@@ -43,7 +42,7 @@ from ml_collections import config_flags
 
 import tarch
 from experiments.configs.offline import child_config
-from tarch import child
+from tarch import atomic, child
 from tarch import runs as runs_lib
 from tarch import tasks as tasks_lib
 
@@ -185,7 +184,7 @@ def _check_plan(workdir: str, fingerprint: str, config: ml_collections.ConfigDic
   os.makedirs(os.path.dirname(path), exist_ok=True)
   text = json.dumps({"fingerprint": fingerprint,
                      "config": json.loads(config.to_json_best_effort())}, indent=2)
-  runs_lib.atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(text))
+  atomic.atomic_write_text(path, text)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str,
@@ -216,7 +215,7 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   cost_left, cost_done = sum(plan.batch_cost(i) for i in todo), 0.0
   for i in todo:
     frame = plan.train_batch(data, i)
-    runs_lib.atomic_write(_batch_path(workdir, i), functools.partial(frame.to_parquet, index=False))
+    atomic.atomic_write(_batch_path(workdir, i), functools.partial(frame.to_parquet, index=False))
     frames[i] = frame
     trained += len(frame)
     done += len(frame)

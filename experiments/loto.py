@@ -21,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import pathlib
 import tempfile
 import time
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ from ml_collections import config_flags
 
 import tarch
 from experiments.configs.loto import library_configs
-from tarch import evaluate, meta_train
+from tarch import atomic, evaluate, meta_train
 from tarch import runs as runs_lib
 from tarch.benchmarks import nasbench_graph
 
@@ -51,10 +50,6 @@ _TASKS = flags.DEFINE_list("tasks", None, "Hold out only these tasks (default: e
 BENCHMARKS = {"nasbench_graph": nasbench_graph.convert}
 # Bump when what a fold computes changes, so that older fold files are recomputed, not reused.
 _FOLD_FORMAT = 3
-
-
-def _atomic_write_text(path: str, text: str) -> None:
-  runs_lib.atomic_write(path, lambda tmp: pathlib.Path(tmp).write_text(text))
 
 
 def prepare_data_dir(workdir: str, data_dir: str | None, benchmark: str | None) -> str:
@@ -195,7 +190,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
     held_out = ds.task_indices(tasks)
   else:
     held_out = list(range(ds.num_tasks))
-  _atomic_write_text(os.path.join(workdir, "config.json"), config.to_json_best_effort(indent=2))
+  atomic.atomic_write_text(os.path.join(workdir, "config.json"),
+                           config.to_json_best_effort(indent=2))
   fingerprint = _fingerprint(config, ds)
 
   folds = []
@@ -206,7 +202,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
     if fold is None:
       fold = run_fold(config, ds, task)
       fold["fingerprint"] = fingerprint
-      _atomic_write_text(path, json.dumps(fold, indent=1))
+      atomic.atomic_write_text(path, json.dumps(fold, indent=1))
       status = f"trained {fold['train_steps']} steps in {fold['train_seconds']:.1f}s"
     else:
       status = "reused"
@@ -221,10 +217,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
   columns = ["task", "method", "architecture", "test_score", "normalized_regret", "percentile",
              "trials_to_match", "predicted"]
   results = results[columns]
-  runs_lib.atomic_write(os.path.join(workdir, "loto_results.csv"),
-                        lambda tmp: results.to_csv(tmp, index=False))
+  atomic.atomic_write(os.path.join(workdir, "loto_results.csv"),
+                      lambda tmp: results.to_csv(tmp, index=False))
   summary = summarize(results)
-  _atomic_write_text(os.path.join(workdir, "loto_summary.json"), json.dumps(summary, indent=2))
+  atomic.atomic_write_json(os.path.join(workdir, "loto_summary.json"), summary)
   plot(results, os.path.join(workdir, "loto_regret.png"))
   print(format_table(results))
   print(f"wrote {workdir}/loto_results.csv, loto_summary.json, loto_regret.png")

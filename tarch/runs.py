@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import json
 import os
-import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -27,6 +25,7 @@ import numpy as np
 import pandas as pd
 import scipy.special
 
+from tarch.atomic import atomic_write, atomic_write_json
 from tarch.space import Categorical, Integer, Space, SpaceError
 
 SPACE_FILE = "space.json"
@@ -568,38 +567,18 @@ def write_meta_dataset(path: str | os.PathLike, space: Space, runs_df: pd.DataFr
   runs_df = runs_df.astype({c: str for c in _string_columns(space)})
   tasks_df = tasks_df.astype({TASK: str})
 
-  def write_space(tmp):
-    with open(tmp, "w") as f:
-      json.dump(space.to_dict(), f, indent=2)
-      f.write("\n")
-
   def write_runs(tmp):
     if runs_format == "parquet":
       runs_df.to_parquet(tmp, index=False)
     else:
       runs_df.to_csv(tmp, index=False)
 
-  atomic_write(os.path.join(path, SPACE_FILE), write_space)
+  atomic_write_json(os.path.join(path, SPACE_FILE), space.to_dict())
   atomic_write(os.path.join(path, TASKS_FILE), lambda tmp: tasks_df.to_csv(tmp, index=False))
   atomic_write(os.path.join(path, runs_name), write_runs)
   stale = os.path.join(path, RUNS_CSV if runs_format == "parquet" else RUNS_PARQUET)
   if os.path.exists(stale):
     os.remove(stale)
-
-
-def atomic_write(dest: str, write: Callable[[str], None]) -> None:
-  """Calls `write(tmp)` on a temp file beside `dest`, then renames it over `dest`: a reader (or a
-  rerun after a kill) sees the old file or the new one, never a partial one."""
-  fd, tmp = tempfile.mkstemp(dir=os.path.dirname(dest), prefix=f".{os.path.basename(dest)}.",
-                             suffix=".tmp")
-  os.close(fd)
-  try:
-    write(tmp)
-    os.replace(tmp, dest)
-  except BaseException:
-    if os.path.exists(tmp):
-      os.remove(tmp)
-    raise
 
 
 # ------------------------------------------------------------------------------------------------
