@@ -29,7 +29,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from tarch import baselines, metrics
+from tarch import baselines, metrics, normalize
 from tarch import runs as runs_lib
 
 _KS = (5, 10, 20)
@@ -127,8 +127,8 @@ def main():
   print("mean normalised regret (lower is better):")
   print(table.mean().round(3).to_string())
   pct_TxA = np.empty_like(score_TxA)
-  pct_TxA[ds.task_R, ds.arch_R] = runs_lib.normalize_scores(ds.score_R, ds.task_R, ds.num_tasks,
-                                                            "percentile")
+  pct_TxA[ds.task_R, ds.arch_R] = normalize.normalize_scores(ds.score_R, ds.task_R, ds.num_tasks,
+                                                             "percentile")
   rho = np.corrcoef(pct_TxA)
   print(f"mean Spearman of validation scores between tasks: "
         f"{rho[~np.eye(len(rho), dtype=bool)].mean():.3f}")

@@ -22,12 +22,13 @@ from __future__ import annotations
 import jax.numpy as jnp
 import numpy as np
 
+from tarch import normalize
 from tarch import runs as runs_lib
 from tarch import task_kernel as task_kernel_lib
 
 
 def _percentiles(ds: runs_lib.MetaDataset) -> np.ndarray:
-  return runs_lib.normalize_scores(ds.score_R, ds.task_R, ds.num_tasks, "percentile")
+  return normalize.normalize_scores(ds.score_R, ds.task_R, ds.num_tasks, "percentile")
 
 
 def table_scores(ds: runs_lib.MetaDataset, weight_T: np.ndarray, pool_arch_P: np.ndarray,

@@ -29,6 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tarch import normalize
 from tarch import runs as runs_lib
 from tarch import task_kernel as task_kernel_lib
 from tarch import value_net as vn
@@ -39,7 +40,7 @@ class TrainConfig:
   """How the ensemble is trained. Hashable: a static argument of the compiled step."""
 
   loss: str = "pairwise"  # one of value_net.LOSSES
-  target: str = "zscore"  # per-task normalisation, one of runs.normalize_scores' methods
+  target: str = "zscore"  # per-task normalisation, one of normalize.METHODS
   ensemble_size: int = 8  # members M, trained side by side in one vmapped program
   holdout_tasks: int = 1  # training tasks each member holds out (at least; members hold out
   # more when needed for every training task to be held out by one of them: k-fold
@@ -74,7 +75,7 @@ class TrainConfig:
   def __post_init__(self):
     vn.get_loss(self.loss)  # Raises naming the valid losses.
     try:
-      runs_lib.check_normalization(self.target)
+      normalize.check_normalization(self.target)
     except ValueError as e:
       raise ValueError(f"invalid TrainConfig target: {e}") from None
     checks = {
@@ -340,7 +341,7 @@ def prepare_data(ds: runs_lib.MetaDataset, target: str, scaler: FeatureScaler) -
   """Device arrays for training; `scaler` standardises the meta-features."""
   order = np.lexsort((ds.arch_R, ds.task_R))
   task_R = ds.task_R[order]
-  target_R = runs_lib.normalize_scores(ds.score_R[order], task_R, ds.num_tasks, target)
+  target_R = normalize.normalize_scores(ds.score_R[order], task_R, ds.num_tasks, target)
   count = np.bincount(task_R, minlength=ds.num_tasks)
   start = np.concatenate([[0], np.cumsum(count)[:-1]])
   return TrainData(
@@ -465,7 +466,7 @@ def _choose_ranker(ds: runs_lib.MetaDataset, model: ValueModel, mask_T: np.ndarr
   """
   train = np.flatnonzero(mask_T)
   rows = np.isin(ds.task_R, train)
-  pct_R = runs_lib.normalize_scores(ds.score_R, ds.task_R, ds.num_tasks, "percentile")
+  pct_R = normalize.normalize_scores(ds.score_R, ds.task_R, ds.num_tasks, "percentile")
   kernel = task_kernel_lib.TaskKernel.build(
       np.asarray(model.scaler.standardize(jnp.asarray(ds.features_TxF[train], jnp.float32))),
       np.ones(len(train), bool), np.searchsorted(train, ds.task_R[rows]), ds.arch_R[rows],
