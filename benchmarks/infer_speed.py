@@ -21,7 +21,7 @@ import numpy as np
 from experiments.configs.loto import get_config, library_configs
 from tarch import infer as infer_lib
 from tarch import meta_train, runs
-from tarch.benchmarks import nasbench_graph
+from tarch.adapters import nasbench_graph
 
 
 def _time(fn, repeats):

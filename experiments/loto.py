@@ -36,7 +36,7 @@ import tarch
 from experiments.configs.loto import library_configs
 from tarch import atomic, evaluate, meta_train
 from tarch import runs as runs_lib
-from tarch.benchmarks import nasbench_graph
+from tarch.adapters import nasbench_graph
 
 _CONFIG = config_flags.DEFINE_config_file(
     "config", os.path.join(os.path.dirname(__file__), "configs", "loto.py"),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from tarch import runs
-from tarch.benchmarks import nasbench_graph as nbg
+from tarch.adapters import nasbench_graph as nbg
 
 
 def test_hashes_decode_to_the_packages_architectures():
