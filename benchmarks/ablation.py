@@ -2,8 +2,8 @@
 
   python benchmarks/ablation.py [--benchmark=nasbench_graph | --data_dir=DIR] [--seeds=0,1,2]
 
-Runs the full leave-one-task-out evaluation for the default config and for variants that each
-remove or change one ingredient, over several seeds (value-network initialisation, batches,
+Runs the full leave-one-task-out evaluation (one `tarch.sweep` over every fold x seed) for the
+default config and for variants that each remove or change one ingredient, over several seeds (value-network initialisation, batches,
 held-out split and ascent starts), and prints a markdown table of `tarch`'s and `tarch_rank`'s
 mean normalised regret (mean and std over seeds), with the seed-independent baselines below it.
 """
@@ -15,9 +15,8 @@ import time
 
 import numpy as np
 
-from experiments import loto
-from experiments.configs.loto import get_config
-from tarch import evaluate, runs
+from experiments.configs.loto import get_config, library_configs
+from tarch import adapters, evaluate, runs, simulate, sweep
 
 # name -> (description, {"group.field": value} overrides of the default config)
 VARIANTS = {
@@ -55,29 +54,29 @@ def main():
   args = parser.parse_args()
   seeds = [int(s) for s in args.seeds.split(",")]
   with tempfile.TemporaryDirectory() as tmp:
-    data_dir = loto.prepare_data_dir(tmp, args.data_dir,
-                                     None if args.data_dir else args.benchmark)
+    data_dir = adapters.prepare(tmp, args.data_dir, None if args.data_dir else args.benchmark)
     ds = runs.load_meta_dataset(data_dir)
   rows, baselines = [], {}
   for name in args.variants.split(","):
     description, overrides = VARIANTS[name]
     per_seed = {"tarch": [], "tarch_rank": []}
     start = time.perf_counter()
-    for seed in seeds:
-      config = get_config()
-      config.seed = seed
-      for key, value in overrides.items():
-        group, field = key.split(".")
-        config[group][field] = value
-      regrets = {}
-      for task in range(ds.num_tasks):
-        for row in loto.run_fold(config, ds, task)["rows"]:
-          regrets.setdefault(row["method"], []).append(row["normalized_regret"])
-      for method, values in per_seed.items():
-        values.append(np.mean(regrets[method]))
-      for method in evaluate.METHODS:
-        if not method.startswith("tarch"):
-          baselines[method] = np.mean(regrets[method])
+    config = get_config()
+    for key, value in overrides.items():
+      group, field = key.split(".")
+      config[group][field] = value
+    net, train, infer_config = library_configs(config)
+    static, _ = simulate.split(ds.space, net, train, infer_config)
+    spec = sweep.Spec(tasks=tuple(range(ds.num_tasks)), seeds=tuple(seeds))
+    with tempfile.TemporaryDirectory() as store:
+      outcomes = sweep.run(ds, static, train, infer_config, spec, store, progress=None)
+    results = evaluate.result_rows(ds, outcomes)
+    by_seed = results.groupby(["method", "seed"]).normalized_regret.mean()
+    for method, values in per_seed.items():
+      values.extend(by_seed[method].loc[seeds].tolist())
+    for method in evaluate.METHODS:
+      if not method.startswith("tarch"):
+        baselines[method] = by_seed[method].mean()
     rows.append((name, description, per_seed, time.perf_counter() - start))
     print(f"{name}: tarch {np.mean(per_seed['tarch']):.3f} +- {np.std(per_seed['tarch']):.3f}",
           flush=True)

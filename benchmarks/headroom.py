@@ -26,10 +26,12 @@ Every task must have evaluated the same architectures (as in a generated meta-da
 
 import argparse
 
+import jax.numpy as jnp
 import numpy as np
 import pandas as pd
 
 from tarch import baselines, metrics, normalize
+from tarch import tables as tables_lib
 from tarch import runs as runs_lib
 
 _KS = (5, 10, 20)
@@ -56,6 +58,15 @@ def _random_k(score_A, test_A, k: int) -> float:
   return metrics.random_k_expected(score_A, test_A, k)["normalized_regret"]
 
 
+def _nearest_tasks(ds, train, task) -> np.ndarray:
+  """Training tasks, nearest to `task` first, in meta-features standardised over them."""
+  f = ds.features_TxF.astype(np.float64)
+  std = f[train].std(0)
+  z = (f - f[train].mean(0)) / np.where(std > 1e-12, std, 1.0)
+  train = np.asarray(train)
+  return train[np.argsort(((z[train] - z[task]) ** 2).sum(1), kind="stable")]
+
+
 def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--data_dir", required=True)
@@ -67,20 +78,21 @@ def main():
                      "architectures")
   score_TxA, test_TxA = tables
   k = min(10, ds.num_archs)
-  every_arch = np.arange(ds.num_archs)  # column a of the tables is architecture a
+  table = tables_lib.PercentileTable.build(ds)
+  every_arch = jnp.ones(ds.num_archs, bool)  # column a of the tables is architecture a
   rows, boa_pick = [], []
   for t in range(ds.num_tasks):
     train = [u for u in range(ds.num_tasks) if u != t]
-    boa_pick.append(baselines.best_on_average(ds, train, every_arch))
+    train_T = jnp.arange(ds.num_tasks) != t
+    boa_pick.append(int(baselines.best_on_average(table, train_T, every_arch)))
     row = {"task": ds.task_names[t], "best_on_average": _regret(test_TxA[t], boa_pick[t]),
            f"random_{k}": _random_k(score_TxA[t], test_TxA[t], k),
            "validation_oracle": _regret(test_TxA[t], int(np.argmax(score_TxA[t])))}
-    nearest = baselines.nearest_tasks(ds, train, t)
+    nearest = _nearest_tasks(ds, train, t)
     for n in _KS:
-      weight_T = np.zeros(ds.num_tasks)
+      weight_T = np.zeros(ds.num_tasks, np.float32)
       weight_T[nearest[:n]] = 1.0
-      row[f"nearest_{n}"] = _regret(
-          test_TxA[t], int(np.argmax(baselines.table_scores(ds, weight_T, every_arch))))
+      row[f"nearest_{n}"] = _regret(test_TxA[t], int(np.argmax(table.scores(weight_T))))
     rows.append(row)
   table = pd.DataFrame(rows).set_index("task")
 

@@ -6,7 +6,8 @@ Fits the default value-network ensemble on 8 NAS-Bench-Graph tasks, then times i
 ninth, without a pool and with its 2,021-member pool (its support term's density over V's best
 256 members, the default, over the whole pool, and switched off), and for comparison one
 `predict` over the full 26,206-architecture table. Prints medians (and quartiles) over repeated
-calls; each call blocks until its results are on the host.
+calls; each call blocks until its results are on the host. The last two lines are
+`infer_pool_ms=Y` (the pool) and `infer_ms=X` (no pool): medians, default ensemble.
 """
 
 import argparse
@@ -66,9 +67,13 @@ def main():
           dataclasses.replace(infer_config, support_weight=0.0)),
       f"predict all {table.shape[0]}": lambda: np.asarray(model.predict(features, table)),
   }
+  medians = {}
   for name, fn in cases.items():
     q1, med, q3 = _time(fn, args.repeats)
+    medians[name] = med
     print(f"{name:34s} median {med:7.2f} ms   (quartiles {q1:.2f} / {q3:.2f})")
+  print(f"infer_pool_ms={medians[f'infer (pool of {p})']:.2f}")
+  print(f"infer_ms={medians['infer (no pool)']:.2f}")
 
 
 if __name__ == "__main__":

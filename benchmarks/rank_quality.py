@@ -18,7 +18,7 @@ import numpy as np
 import scipy.stats
 
 from experiments.configs.loto import get_config, library_configs
-from tarch import baselines, meta_train, metrics, runs
+from tarch import meta_train, metrics, runs, tables
 
 
 def _spearman(a, b) -> float:
@@ -33,6 +33,7 @@ def main():
   args = parser.parse_args()
   ds = runs.load_meta_dataset(args.data_dir)
   net, train, _ = library_configs(get_config())
+  table = tables.PercentileTable.build(ds)
   rows = []
   for task in range(0, ds.num_tasks, args.every):
     others = [t for t in range(ds.num_tasks) if t != task]
@@ -41,9 +42,9 @@ def main():
     arch, test = ds.arch_R[task_rows], ds.test_score_R[task_rows]
     v = np.asarray(model.predict(jnp.asarray(ds.features_TxF[task], jnp.float32),
                                  jnp.asarray(ds.enc_AxE[arch])))
-    weight = np.zeros(ds.num_tasks)
+    weight = np.zeros(ds.num_tasks, np.float32)
     weight[others] = 1.0
-    boa = baselines.table_scores(ds, weight, arch)
+    boa = np.asarray(table.scores(weight))[arch]
     rows.append([_spearman(v, test), _spearman(boa, test),
                  metrics.normalized_regret(test[np.argmax(v)], test),
                  metrics.normalized_regret(test[np.argmax(boa)], test)])

@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import scipy.stats
 
-from experiments import loto
+from tarch import adapters
 from tarch import runs
 
 
@@ -24,7 +24,7 @@ def main():
   parser.add_argument("--data_dir", default=None)
   args = parser.parse_args()
   with tempfile.TemporaryDirectory() as tmp:
-    ds = runs.load_meta_dataset(loto.prepare_data_dir(
+    ds = runs.load_meta_dataset(adapters.prepare(
         tmp, args.data_dir, None if args.data_dir else args.benchmark))
   score_TxA = np.full((ds.num_tasks, ds.num_archs), np.nan)
   score_TxA[ds.task_R, ds.arch_R] = ds.score_R

@@ -34,7 +34,7 @@ from absl import app, flags
 from experiments import generate
 from experiments.configs import loto as loto_config
 from experiments.configs.offline import child_config
-from tarch import atomic, baselines, child, meta_train
+from tarch import atomic, baselines, child, meta_train, tables
 from tarch import infer as infer_lib
 from tarch import runs as runs_lib
 from tarch import tasks as tasks_lib
@@ -107,7 +107,9 @@ def run(config, workdir: str, task_name: str | None = None, seeds: int = 3,
   inference = infer_lib.infer(model, ds.space, features, key, infer_config, support_SxE=support)
   times["infer"] = time.perf_counter() - start
 
-  boa = baselines.best_on_average(ds, train_tasks, np.arange(ds.num_archs))
+  boa = int(baselines.best_on_average(tables.PercentileTable.build(ds),
+                                     np.isin(np.arange(ds.num_tasks), train_tasks),
+                                     np.ones(ds.num_archs, bool)))
   random_enc = ds.space.sample(jax.random.fold_in(key, 1), 10 * random_repeats)
   candidates = {"tarch": [inference.architectures[0]],
                 "best_on_average": [ds.space.decode(ds.enc_AxE[boa])],

@@ -1,89 +1,94 @@
-"""Leave-one-task-out evaluation of one fold: every method's pick for a held-out task, scored.
+"""Leave-one-task-out results on the host: one simulation's picks as table rows.
 
-For a held-out task t, the candidate pool is the set of architectures evaluated on t; every method
-sees only t's meta-features and the other tasks' results, and its pick is judged by t's
-`test_score` (see `tarch.metrics`). Methods, side by side:
-
-- `tarch`: `tarch.infer` with the pool: gradient inference through the value network, projected
-  to the pool, or, when the model's ranker is the task kernel, the pool ranked by it;
-- `tarch_rank`: the model's ranker (`ValueModel.score`) scores the whole pool and its best is
-  taken;
-- `best_on_average`, `knn`, `task_kernel`: the table baselines of `tarch.baselines`;
-- `random_1`, `random_10`, `random_50`: exact expectation of random search with k trainings on t
-  (k capped at the pool size);
-- `oracle`: the pool's best test score.
-
-Fitting the value network is left to the caller, so that the same fold can be evaluated with a
-model trained any way (and the experiment layer can checkpoint it).
+`tarch.simulate` picks and scores in the compiled graph; this module turns one simulation's
+`Result` into one row per method of `METHODS`, adding what is exact only in float64 on the host:
+each pick's test score as written in the table, `trials_to_match` (order statistics of random
+search, `tarch.metrics`), and the rows of random search itself (`random_1`, `random_10`,
+`random_50`: the exact expectation with k trainings on the held-out task, k capped at the pool
+size), which picks nothing and does not depend on the seed.
 """
 
 from __future__ import annotations
 
-import jax
-import jax.numpy as jnp
-import numpy as np
+from collections.abc import Sequence
 
-from tarch import baselines, metrics
-from tarch import infer as infer_lib
+import pandas as pd
+
+from tarch import adapters, metrics, simulate
 from tarch import runs as runs_lib
-from tarch.meta_train import ValueModel
 
 RANDOM_KS = (1, 10, 50)
-METHODS = ("tarch", "tarch_rank", "best_on_average", "knn", "task_kernel") + tuple(
-    f"random_{k}" for k in RANDOM_KS) + ("oracle",)
+METHODS = simulate.METHODS[:-1] + tuple(f"random_{k}" for k in RANDOM_KS) + ("oracle",)
+RESULT_COLUMNS = ["task", "method", "architecture", "test_score", "normalized_regret",
+                  "percentile", "trials_to_match", "predicted"]
 
 
-def evaluate_fold(ds: runs_lib.MetaDataset, task: int, model: ValueModel,
-                  infer_config: infer_lib.InferConfig, key: jax.Array) -> list[dict]:
-  """Scores every method of `METHODS` on held-out `task`.
+def load_held_out(workdir: str, data_dir: str | None, benchmark: str | None,
+                  tasks: Sequence[str] | None) -> tuple[runs_lib.MetaDataset, list[int]]:
+  """The meta-dataset (`data_dir`, or a built-in `benchmark` converted into `workdir`) and the
+  indices of the tasks to hold out (`tasks` by name; default every task)."""
+  ds = runs_lib.load_meta_dataset(adapters.prepare(workdir, data_dir, benchmark))
+  if ds.num_tasks < 2:
+    raise ValueError(f"{ds.source}: leave-one-task-out needs at least 2 tasks, got "
+                     f"{ds.num_tasks}")
+  if tasks:
+    unknown = sorted(set(tasks) - set(ds.task_names))
+    if unknown:
+      raise ValueError(f"--tasks names unknown tasks {unknown}; known: {list(ds.task_names)}")
+    return ds, ds.task_indices(tasks)
+  return ds, list(range(ds.num_tasks))
 
-  Args:
-    ds: the whole meta-dataset; `model` must have been trained without `task`.
-    task: index of the held-out task.
-    model: value-network ensemble fitted on the other tasks.
-    infer_config: settings of the `tarch` method's ascent.
-    key: randomness of the ascent.
 
-  Returns:
-    One dict per method: task, method, architecture (empty for random_k, whose numbers are
-    expectations), test_score, normalized_regret, percentile, trials_to_match, predicted (the
-    model's score of the pick, NaN for methods that do not use the model).
-  """
-  train_tasks = [t for t in range(ds.num_tasks) if t != task]
+def result_rows(ds: runs_lib.MetaDataset, outcomes) -> pd.DataFrame:
+  """One row per simulation (`tarch.sweep.Outcome`) x method, with the swept values and the
+  seed; random search's rows are computed once per task."""
+  random_rows, rows = {}, []
+  for o in outcomes:
+    if o.task not in random_rows:
+      random_rows[o.task] = _random_rows(ds, o.task)
+    for row in fold_rows(ds, o.task, o.result, random_rows[o.task]):
+      rows.append({**o.config, "seed": o.seed, **row})
+  return pd.DataFrame(rows)
+
+
+def _random_rows(ds: runs_lib.MetaDataset, task: int) -> dict[str, dict]:
+  rows = ds.task_rows(task)
+  score_P, test_P = ds.score_R[rows], ds.test_score_R[rows]
+  out = {}
+  for k in RANDOM_KS:
+    expected = metrics.random_k_expected(score_P, test_P, min(k, len(rows)))
+    out[f"random_{k}"] = dict(
+        architecture="", test_score=expected["test_score"],
+        normalized_regret=expected["normalized_regret"], percentile=expected["percentile"],
+        trials_to_match=float(min(k, len(rows))), predicted=float("nan"))
+  return out
+
+
+def fold_rows(ds: runs_lib.MetaDataset, task: int, result: simulate.Result,
+              random_rows: dict[str, dict] | None = None) -> list[dict]:
+  """One dict per method (task, method, architecture, test_score, normalized_regret,
+  percentile, trials_to_match, predicted) for held-out `task`, from a host `Result`
+  (`random_rows`: the task's random-search rows, if already computed)."""
+  if random_rows is None:
+    random_rows = _random_rows(ds, task)
   rows = ds.task_rows(task)
   pool_arch_P = ds.arch_R[rows]
   score_P, test_P = ds.score_R[rows], ds.test_score_R[rows]
-  pool_PxE = jnp.asarray(ds.enc_AxE[pool_arch_P])
-  features = jnp.asarray(ds.features_TxF[task], jnp.float32)
-
-  value_P = np.asarray(model.score(features, pool_PxE, infer_config.pessimism))
-  inferred = infer_lib.infer(model, ds.space, features, key, infer_config, pool_PxE=pool_PxE)
-  picks = {
-      "tarch": int(inferred.pool_indices[0]),
-      "tarch_rank": int(np.argmax(value_P)),
-      "best_on_average": baselines.best_on_average(ds, train_tasks, pool_arch_P),
-      "knn": baselines.knn(ds, train_tasks, task, pool_arch_P),
-      "task_kernel": baselines.task_kernel(ds, train_tasks, task, pool_arch_P),
-      "oracle": int(np.argmax(test_P)),
-  }
+  test_of = dict(zip(pool_arch_P.tolist(), test_P.tolist()))
   out = []
   for method in METHODS:
     row = {"task": ds.task_names[task], "method": method}
-    if method in picks:
-      p = picks[method]
-      chosen = float(test_P[p])
+    if method in simulate.METHODS:
+      k = simulate.METHODS.index(method)
+      arch = int(result.pick_K[k])
+      chosen = test_of[arch]
       row.update(
-          architecture=ds.arch_keys[pool_arch_P[p]], test_score=chosen,
-          normalized_regret=metrics.normalized_regret(chosen, test_P),
-          percentile=metrics.percentile(chosen, test_P),
+          architecture=ds.arch_keys[arch], test_score=chosen,
+          normalized_regret=float(result.regret_K[k]),
+          percentile=float(result.percentile_K[k]),
           trials_to_match=metrics.trials_to_match(chosen, score_P, test_P),
-          predicted=float(value_P[p]) if method.startswith("tarch") else float("nan"))
+          predicted=float(result.predicted_K[k]))
     else:
-      k = min(int(method.removeprefix("random_")), len(rows))
-      expected = metrics.random_k_expected(score_P, test_P, k)
-      row.update(architecture="", test_score=expected["test_score"],
-                 normalized_regret=expected["normalized_regret"],
-                 percentile=expected["percentile"], trials_to_match=float(k),
-                 predicted=float("nan"))
+      row.update(random_rows[method])
     out.append(row)
   return out

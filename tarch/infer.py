@@ -27,13 +27,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Any
+from typing import Any, ClassVar
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
 
+from tarch import hparams, tables
 from tarch import value_net as vn
 from tarch.meta_train import ValueModel
 from tarch.space import Space
@@ -41,7 +42,12 @@ from tarch.space import Space
 
 @dataclasses.dataclass(frozen=True)
 class InferConfig:
-  """Settings of the ascent. Hashable: a static argument of the compiled inference."""
+  """Settings of the ascent. The fields of `DYNAMIC` are traced arrays in the compiled inference
+  (`tarch.hparams.split`), the others (shapes) static."""
+
+  DYNAMIC: ClassVar[tuple[str, ...]] = (
+      "learning_rate", "init_scale", "temperature_start", "temperature_end", "pessimism",
+      "support_weight")
 
   num_restarts: int = 64  # R random starts, ascended side by side
   num_steps: int = 200  # ascent steps per restart
@@ -83,37 +89,25 @@ class Inference:
   ranker: str = "value_net"  # the model's ranker (`ValueModel.ranker`)
 
 
-def _ascend(config: vn.ValueNetConfig, infer_config: InferConfig, space: Space, params_M,
-            g_MxD, theta_E, bias_E, support=None):
-  """Gradient ascent of one relaxed architecture; returns the relaxed optimum `[E]`.
+def _ascend(objective, infer_config: InferConfig, dyn, theta_E, bias_E, relax):
+  """Adam ascent of `objective(enc_E)` over one relaxed architecture, the softmax temperature
+  annealed geometrically; returns the relaxed optimum `[E]`.
 
   `bias_E` is added to the parameters before relaxing: -1e9 on categorical values that are not
-  allowed (no pool member uses them), 0 elsewhere. `support`, if given, is
-  `(support_SxE, value_scale, bandwidth)`: the objective becomes
-  `V / value_scale + support_weight * log_density` (see `_support_objective`).
+  allowed (no pool member uses them), 0 elsewhere.
   """
-  steps = infer_config.num_steps
-  log_t = jnp.linspace(jnp.log(infer_config.temperature_start),
-                       jnp.log(infer_config.temperature_end), steps)
-  optimizer = optax.adam(infer_config.learning_rate)
-
-  def neg_value(theta, temperature):
-    enc_E = space.relax(theta + bias_E, temperature)
-    value = vn.ensemble_value(config, params_M, g_MxD, enc_E, infer_config.pessimism)
-    if support is None:
-      return -value
-    support_SxE, value_scale, bandwidth = support
-    log_density = jax.nn.logsumexp(-0.5 * jnp.sum((support_SxE - enc_E)**2, -1) / bandwidth**2)
-    return -(value / value_scale + infer_config.support_weight * log_density)
+  log_t = jnp.linspace(jnp.log(dyn["temperature_start"]), jnp.log(dyn["temperature_end"]),
+                       infer_config.num_steps)
+  optimizer = optax.adam(dyn["learning_rate"])
 
   def step(carry, log_temperature):
     theta, opt_state = carry
-    grad = jax.grad(neg_value)(theta, jnp.exp(log_temperature))
+    grad = jax.grad(lambda th: -objective(relax(th + bias_E, jnp.exp(log_temperature))))(theta)
     updates, opt_state = optimizer.update(grad, opt_state, theta)
     return (optax.apply_updates(theta, updates), opt_state), None
 
   (theta_E, _), _ = jax.lax.scan(step, (theta_E, optimizer.init(theta_E)), log_t)
-  return space.relax(theta_E + bias_E, infer_config.temperature_end)
+  return relax(theta_E + bias_E, dyn["temperature_end"])
 
 
 def _first_occurrence(same_RxR: jax.Array) -> jax.Array:
@@ -121,20 +115,40 @@ def _first_occurrence(same_RxR: jax.Array) -> jax.Array:
   return ~jnp.tril(same_RxR, k=-1).any(axis=1)
 
 
-@functools.partial(jax.jit, static_argnames=("space", "infer_config"))
-def _infer_arrays(space: Space, infer_config: InferConfig, model: ValueModel, features_F, key,
-                  pool_PxE, support_SxE):
-  """The compiled core: returns (candidate encodings [K, E], values [K], pool rows [K], valid)."""
+def infer_arrays(space: Space, infer_config: InferConfig, dyn: dict, model: ValueModel,
+                 features_F: jax.Array, key: jax.Array, pool_PxE=None, pool_mask_P=None,
+                 support_SxE=None, support_mask_S=None):
+  """The pure core of `infer` (jit it, or call it inside a compiled simulation).
+
+  `infer_config` is the static part and `dyn` the dynamic part of an `InferConfig`
+  (`tarch.hparams.split`). The pool and the support set are given as encodings with a member
+  mask, so that tasks whose pools differ share one shape (and one compiled program).
+
+  Returns:
+    (candidate encodings `[K, E]`, their values `[K]`, their pool rows `[K]` (-1 without a
+    pool), valid `[K]`), best first; invalid entries (duplicates, too few members) last.
+  """
   r = infer_config.num_restarts
-  theta_RxE = infer_config.init_scale * jax.random.normal(key, (r, space.dim))
-  bias_E = jnp.zeros((space.dim,)) if pool_PxE is None else _pool_bias(space, pool_PxE)
-  config, params_M = model.config, model.params
+  theta_RxE = dyn["init_scale"] * jax.random.normal(key, (r, space.dim))
+  if pool_PxE is not None and pool_mask_P is None:
+    pool_mask_P = jnp.ones(pool_PxE.shape[0], bool)
+  bias_E = (jnp.zeros((space.dim,)) if pool_PxE is None
+            else _pool_bias(space, pool_PxE, pool_mask_P))
+  fused = vn.fuse_members(model.config, model.params)  # one wide network: fast per step
   g_MxD = model.task_embeddings(features_F)  # constant during the ascent
-  support = None
-  if support_SxE is not None and infer_config.support_weight > 0:
-    support = _support_objective(config, infer_config, params_M, g_MxD, support_SxE)
+  pessimism = dyn["pessimism"]
+
+  def value_N(enc_NxE):
+    return vn.lower_bound(vn.apply_fused(model.config, fused, g_MxD, enc_NxE), pessimism)
+
+  objective = lambda enc_E: value_N(enc_E[None])[0]
+  if support_SxE is not None:
+    if support_mask_S is None:
+      support_mask_S = jnp.ones(support_SxE.shape[0], bool)
+    support = _support_objective(infer_config, value_N, support_SxE, support_mask_S)
+    objective = functools.partial(_with_support, value_N, support, dyn["support_weight"])
   relaxed_RxE = jax.vmap(lambda theta_E: _ascend(
-      config, infer_config, space, params_M, g_MxD, theta_E, bias_E, support))(theta_RxE)
+      objective, infer_config, dyn, theta_E, bias_E, space.relax))(theta_RxE)
 
   if pool_PxE is None:
     cand_CxE = space.discretize(relaxed_RxE)
@@ -145,20 +159,32 @@ def _infer_arrays(space: Space, infer_config: InferConfig, model: ValueModel, fe
     # The pool members nearest to each optimum in encoding space (for one-hot blocks, those on
     # which the relaxed optimum puts the most probability), all re-scored by the ensemble below.
     dist_RxP = (jnp.sum(pool_PxE**2, -1)[None] - 2 * relaxed_RxE @ pool_PxE.T)
+    dist_RxP = jnp.where(pool_mask_P, dist_RxP, jnp.inf)
     n = min(infer_config.pool_neighbours, pool_PxE.shape[0])
-    rows_C = jax.lax.top_k(-dist_RxP, n)[1].reshape(-1)
+    neg_dist, rows_RxN = jax.lax.top_k(-dist_RxP, n)
+    rows_C = rows_RxN.reshape(-1)
     cand_CxE = pool_PxE[rows_C]
-    unique_C = _first_occurrence(rows_C[:, None] == rows_C[None, :])
+    unique_C = (_first_occurrence(rows_C[:, None] == rows_C[None, :])
+                & jnp.isfinite(neg_dist.reshape(-1)))
 
-  values_C = vn.lower_bound(vn.apply_embedded(config, params_M, g_MxD, cand_CxE),
-                            infer_config.pessimism)
-  values_C = jnp.where(unique_C, values_C, -jnp.inf)
+  values_C = jnp.where(unique_C, value_N(cand_CxE), -jnp.inf)
   top_values, top = jax.lax.top_k(values_C, min(infer_config.top_k, values_C.shape[0]))
   return cand_CxE[top], top_values, rows_C[top], jnp.isfinite(top_values)
 
 
-def _support_objective(config, infer_config: InferConfig, params_M, g_MxD, support_SxE):
-  """`(support_SxE, value_scale, bandwidth)` of the ascent's support term.
+_infer_jit = jax.jit(infer_arrays, static_argnames=("space", "infer_config"))
+
+
+def _with_support(value_N, support, weight, enc_E):
+  """The ascent objective with the support term: `V / value_scale + weight * log_density`."""
+  support_SxE, member_S, value_scale, bandwidth = support
+  sq_S = jnp.sum((support_SxE - enc_E) ** 2, -1)
+  log_density = jax.nn.logsumexp(jnp.where(member_S, -0.5 * sq_S / bandwidth**2, -jnp.inf))
+  return value_N(enc_E[None])[0] / value_scale + weight * log_density
+
+
+def _support_objective(infer_config: InferConfig, value_N, support_SxE, member_S):
+  """`(support_SxE, member_S, value_scale, bandwidth)` of the ascent's support term.
 
   V is trustworthy only near the architectures its training (or the pool) evaluated; its
   continuous optimum can lie where none was, and nothing that lies there need be good. So the
@@ -173,31 +199,37 @@ def _support_objective(config, infer_config: InferConfig, params_M, g_MxD, suppo
   near good members, and each ascent step costs a distance to every member in the density), so
   a support set of many thousands costs no more per step than one of a few hundred.
   """
-  value_S = vn.lower_bound(vn.apply_embedded(config, params_M, g_MxD, support_SxE),
-                           infer_config.pessimism)
-  scale, bandwidth = jnp.std(value_S) + 1e-6, _neighbour_distance(support_SxE)
+  value_S = value_N(support_SxE)
+  n = jnp.maximum(member_S.sum(), 1)
+  mean = jnp.sum(jnp.where(member_S, value_S, 0.0)) / n
+  var = jnp.sum(jnp.where(member_S, (value_S - mean) ** 2, 0.0)) / n
+  scale = jnp.sqrt(var) + 1e-6
   k = min(infer_config.support_members, support_SxE.shape[0])
-  return support_SxE[jax.lax.top_k(value_S, k)[1]], scale, bandwidth
+  top_values, top = jax.lax.top_k(jnp.where(member_S, value_S, -jnp.inf), k)
+  return (support_SxE[top], jnp.isfinite(top_values), scale,
+          _neighbour_distance(support_SxE, member_S))
 
 
-def _neighbour_distance(points_SxE: jax.Array, max_members: int = 1024) -> jax.Array:
-  """Median distance from a point to its nearest distinct other point (among the first
-  `max_members`). 1 if all points are equal."""
-  x = points_SxE[:max_members]
+def _neighbour_distance(points_SxE: jax.Array, member_S: jax.Array,
+                        max_members: int = 1024) -> jax.Array:
+  """Median distance from a member to its nearest distinct other member (among the first
+  `max_members` members). 1 if all members are equal."""
+  first = jnp.argsort(~member_S, stable=True)[:max_members]
+  x, ok = points_SxE[first], member_S[first]
   d2 = jnp.sum(x**2, -1)[:, None] + jnp.sum(x**2, -1)[None] - 2 * x @ x.T
-  d2 = jnp.where(d2 > 1e-10, d2, jnp.inf)  # the member itself and its duplicates
+  d2 = jnp.where((d2 > 1e-10) & ok[None], d2, jnp.inf)  # the member itself and its duplicates
   nearest = jnp.sqrt(d2.min(1))
-  median = jnp.nanmedian(jnp.where(jnp.isfinite(nearest), nearest, jnp.nan))
+  median = jnp.nanmedian(jnp.where(jnp.isfinite(nearest) & ok, nearest, jnp.nan))
   return jnp.where(jnp.isnan(median), 1.0, median)
 
 
-def _pool_bias(space: Space, pool_PxE: jax.Array) -> jax.Array:
+def _pool_bias(space: Space, pool_PxE: jax.Array, member_P: jax.Array) -> jax.Array:
   """0 where some pool member takes a categorical value (and on numeric entries), else -1e9.
 
   Restricting the ascent to values the pool uses keeps it from converging on an optimum that no
   pool member is near (e.g. a benchmark task that was only run with a subset of operations).
   """
-  used_E = pool_PxE.max(axis=0) > 0
+  used_E = jnp.where(member_P[:, None], pool_PxE, 0.0).max(axis=0) > 0
   numeric_E = np.zeros(space.dim, bool)
   numeric_E[list(space.numeric_dims)] = True
   return jnp.where(used_E | numeric_E, 0.0, -1e9)
@@ -251,8 +283,9 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
     return _rank_by_kernel(model, space, features_F, config, pool_PxE)
   if support_SxE is None:
     support_SxE = pool_PxE
-  enc, values, rows, valid = jax.device_get(_infer_arrays(
-      space, config, model, features_F, key, pool_PxE, support_SxE))
+  static, dyn = hparams.split(config)
+  enc, values, rows, valid = jax.device_get(_infer_jit(
+      space, static, dyn, model, features_F, key, pool_PxE, None, support_SxE, None))
   enc, values, rows = enc[valid], values[valid], rows[valid]
   return Inference(
       architectures=space.decode_many(enc), encodings=enc, predicted=values,
@@ -262,13 +295,15 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
 def _rank_by_kernel(model: ValueModel, space: Space, features_F, config: InferConfig,
                     pool_PxE) -> Inference:
   """The pool (or the training table's architectures) ranked by the task kernel's score."""
-  if pool_PxE is None:  # The architectures that some task weighted for this one evaluated.
-    kernel = model.kernel
-    _, mass_A = kernel.table_scores(kernel.weights(model.scaler.standardize(features_F)))
-    candidates = np.asarray(kernel.enc_AxE)[np.asarray(mass_A) > 0]
+  scores_A = np.asarray(model.kernel_scores(features_F))
+  if pool_PxE is None:  # The architectures that some training task evaluated.
+    table = model.kernel.table
+    seen_A = np.asarray((table.evaluated_TxA & model.kernel.train_T[:, None]).any(0))
+    candidates = np.asarray(table.enc_AxE)[seen_A]
+    scores = scores_A[seen_A]
   else:
     candidates = np.asarray(pool_PxE)
-  scores = np.asarray(model.score(features_F, candidates))
+    scores = scores_A[tables.table_rows(model.kernel.table.enc_AxE, candidates)]
   top = np.argsort(-scores, kind="stable")[:config.top_k]
   enc = candidates[top]
   return Inference(architectures=space.decode_many(enc), encodings=enc, predicted=scores[top],

@@ -21,7 +21,7 @@ import functools
 import json
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, ClassVar
 
 import flax.struct
 import jax
@@ -29,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tarch import normalize
+from tarch import hparams, normalize, tables
 from tarch import runs as runs_lib
 from tarch import task_kernel as task_kernel_lib
 from tarch import value_net as vn
@@ -37,7 +37,13 @@ from tarch import value_net as vn
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
-  """How the ensemble is trained. Hashable: a static argument of the compiled step."""
+  """How the ensemble is trained. The fields of `DYNAMIC` are traced arrays in the compiled
+  training (`tarch.hparams.split`), so that sweeps over them compile once; the others are
+  static."""
+
+  DYNAMIC: ClassVar[tuple[str, ...]] = (
+      "seed", "learning_rate", "weight_decay", "meta_feature_dropout", "interaction_dropout",
+      "top_quantile")
 
   loss: str = "pairwise"  # one of value_net.LOSSES
   target: str = "zscore"  # per-task normalisation, one of normalize.METHODS
@@ -117,12 +123,29 @@ class FeatureScaler:
   high_F: jax.Array  # float32 [F] largest standardised training value
 
   @classmethod
-  def fit(cls, features_TxF: np.ndarray) -> FeatureScaler:
-    x = np.asarray(features_TxF, np.float64)
-    mean, std = x.mean(0), x.std(0)
-    std = np.where(std > 1e-12, std, 1.0)
-    z = (x - mean) / std
-    return cls(*(jnp.asarray(v, jnp.float32) for v in (mean, std, z.min(0), z.max(0))))
+  def fit(cls, features_TxF) -> FeatureScaler:
+    """From the meta-features of the training tasks."""
+    features_TxF = jnp.asarray(features_TxF, jnp.float32)
+    return cls.fit_masked(features_TxF, jnp.ones(features_TxF.shape[0], bool))
+
+  @classmethod
+  def fit_masked(cls, features_TxF: jax.Array, mask_T: jax.Array) -> FeatureScaler:
+    """From the meta-features of the tasks in `mask_T` (jit-compatible: the mask may be
+    traced). Statistics are computed around the first training task's values, which keeps
+    float32 accurate for features with a large offset."""
+    x = jnp.asarray(features_TxF, jnp.float32)
+    w = jnp.asarray(mask_T, jnp.float32)[:, None]
+    n = jnp.maximum(w.sum(), 1.0)
+    ref = x[jnp.argmax(mask_T)]
+    d = x - ref
+    mean_d = (w * d).sum(0) / n
+    std = jnp.sqrt((w * (d - mean_d) ** 2).sum(0) / n)
+    std = jnp.where(std > 1e-12, std, 1.0)
+    mean = ref + mean_d
+    z = (d - mean_d) / std
+    low = jnp.where(w > 0, z, jnp.inf).min(0)
+    high = jnp.where(w > 0, z, -jnp.inf).max(0)
+    return cls(mean_F=mean, std_F=std, low_F=low, high_F=high)
 
   def __call__(self, mf_xF: jax.Array) -> jax.Array:
     return jnp.clip(self.standardize(mf_xF), self.low_F, self.high_F)
@@ -147,8 +170,9 @@ class ValueModel:
   """A trained ensemble: everything `tarch.infer` needs to score architectures for a task.
 
   `ranker` says what candidates are ranked by: "value_net" (V) or "task_kernel" (the training
-  tasks' results weighted by a kernel over tasks, `kernel`), whichever `fit` found to pick
-  better on held-out training tasks.
+  tasks' results weighted by a kernel over tasks, `kernel`), whichever `tarch.ranker.choose`
+  found to pick better on held-out training tasks (`use_kernel`, an array so that the choice
+  can be made inside a compiled simulation).
   """
 
   params: Any  # Flax params with a leading ensemble axis [M, ...]
@@ -158,7 +182,12 @@ class ValueModel:
   # `params`; kept for reporting; a leaf, so models differing only in it share compilations)
   interaction_scale: float = 1.0  # likewise for the interaction term
   kernel: task_kernel_lib.TaskKernel | None = None  # the training table, for the kernel ranker
-  ranker: str = flax.struct.field(pytree_node=False, default="value_net")
+  use_kernel: Any = False  # bool (array): rank by `kernel` instead of V
+
+  @property
+  def ranker(self) -> str:
+    """ "task_kernel" or "value_net": what `score` ranks by (host only: reads `use_kernel`)."""
+    return "task_kernel" if self.kernel is not None and bool(self.use_kernel) else "value_net"
 
   def predict(self, features_F: jax.Array, enc_NxE: jax.Array,
               pessimism: float = 0.0) -> jax.Array:
@@ -172,9 +201,13 @@ class ValueModel:
     "task_kernel", the kernel-weighted mean percentile of each one's nearest table architecture
     (`tarch.task_kernel`)."""
     if self.ranker == "task_kernel":
-      return self.kernel.scores(self.scaler.standardize(jnp.asarray(features_F, jnp.float32)),
-                                jnp.asarray(enc_NxE, jnp.float32))
+      rows = tables.table_rows(self.kernel.table.enc_AxE, enc_NxE)
+      return self.kernel_scores(features_F)[rows]
     return self.predict(features_F, enc_NxE, pessimism)
+
+  def kernel_scores(self, features_F: jax.Array) -> jax.Array:
+    """The task kernel's score `[A]` of every architecture of its table, for raw meta-features."""
+    return self.kernel.scores(self.scaler.standardize(jnp.asarray(features_F, jnp.float32)))
 
   def predict_members(self, features_F: jax.Array, enc_NxE: jax.Array) -> jax.Array:
     """Per-member values `[M, N]`."""
@@ -211,14 +244,31 @@ def _predict(model: ValueModel, features_F, enc_NxE, pessimism):
 
 
 class TrainData(flax.struct.PyTreeNode):
-  """Device arrays of one meta-dataset, results sorted by task. Fold-independent."""
+  """Device arrays of one meta-dataset, results sorted by task. Fold-independent: which tasks a
+  fold learns from is a mask, and the meta-features are standardised inside the fold."""
 
-  mf_TxF: jax.Array  # float32 standardised meta-features
+  features_TxF: jax.Array  # float32 raw meta-features
   enc_AxE: jax.Array  # float32 architecture encodings
   arch_R: jax.Array  # int32 architecture of each result
   target_R: jax.Array  # float32 per-task normalised score
   start_T: jax.Array  # int32 first result row of each task
   count_T: jax.Array  # int32 results of each task
+
+
+def prepare_data(ds: runs_lib.MetaDataset, target: str) -> TrainData:
+  """Device arrays for training with per-task `target` normalisation."""
+  order = np.lexsort((ds.arch_R, ds.task_R))
+  task_R = ds.task_R[order]
+  target_R = normalize.normalize_scores(ds.score_R[order], task_R, ds.num_tasks, target)
+  count = np.bincount(task_R, minlength=ds.num_tasks)
+  start = np.concatenate([[0], np.cumsum(count)[:-1]])
+  return TrainData(
+      features_TxF=jnp.asarray(ds.features_TxF, jnp.float32),
+      enc_AxE=jnp.asarray(ds.enc_AxE, jnp.float32),
+      arch_R=jnp.asarray(ds.arch_R[order], jnp.int32),
+      target_R=jnp.asarray(target_R, jnp.float32),
+      start_T=jnp.asarray(start, jnp.int32),
+      count_T=jnp.asarray(count, jnp.int32))
 
 
 def _sample_pairs(key, data: TrainData, task_weight_T, n: int):
@@ -231,149 +281,243 @@ def _sample_pairs(key, data: TrainData, task_weight_T, n: int):
   return task, row_i, row_j
 
 
-def _batch_loss(net_config, train_config, params, data: TrainData, task, row_i, row_j, drop):
+def _batch_loss(net_config, train_config, params, mf_TxF, data: TrainData, task, row_i, row_j,
+                drop):
   loss_fn = vn.get_loss(train_config.loss)
-  mf = jnp.where(drop[:, None], 0.0, data.mf_TxF[task])
+  mf = jnp.where(drop[:, None], 0.0, mf_TxF[task])
   enc_i, enc_j = data.enc_AxE[data.arch_R[row_i]], data.enc_AxE[data.arch_R[row_j]]
   return loss_fn(net_config, params, mf, enc_i, data.target_R[row_i], enc_j,
                  data.target_R[row_j])
 
 
-def _optimizer(train_config: TrainConfig) -> optax.GradientTransformation:
-  schedule = optax.warmup_cosine_decay_schedule(
-      0.0, train_config.learning_rate, min(100, train_config.num_steps // 10 + 1),
-      train_config.num_steps)
-  return optax.adamw(schedule, weight_decay=train_config.weight_decay)
+def _optimizer(train_config: TrainConfig, dyn) -> optax.GradientTransformation:
+  """AdamW on a warm-up + cosine schedule; the peak rate and weight decay may be traced."""
+  unit = optax.warmup_cosine_decay_schedule(
+      0.0, 1.0, min(100, train_config.num_steps // 10 + 1), train_config.num_steps)
+  return optax.adamw(lambda step: dyn["learning_rate"] * unit(step),
+                     weight_decay=dyn["weight_decay"])
 
 
-@functools.partial(jax.jit, static_argnames=("net_config", "train_config", "num_steps"))
-def _train_chunk(net_config, train_config, num_steps, params_M, opt_state_M, key, data,
-                 train_weight_MxT):
-  """`num_steps` optimiser steps of every member; returns new params, state and mean loss."""
-  optimizer = _optimizer(train_config)
-
-  def member_step(params, opt_state, key, weight_T):
-    k_pairs, k_drop, k_inter = jax.random.split(key, 3)
-    task, row_i, row_j = _sample_pairs(k_pairs, data, weight_T, train_config.batch_size)
-    drop = jax.random.bernoulli(k_drop, train_config.meta_feature_dropout, task.shape)
-    keep_interactions = 1.0 - jax.random.bernoulli(k_inter, train_config.interaction_dropout)
-    grad_fn = jax.value_and_grad(
-        lambda p: _batch_loss(net_config, train_config, scale_interactions(p, keep_interactions),
-                              data, task, row_i, row_j, drop),
-        has_aux=True)
-    (loss, _), grads = grad_fn(params)
-    updates, opt_state = optimizer.update(grads, opt_state, params)
-    return optax.apply_updates(params, updates), opt_state, loss
-
-  def step(carry, key):
-    params, opt_state = carry
-    keys = jax.random.split(key, train_weight_MxT.shape[0])
-    params, opt_state, loss = jax.vmap(member_step)(params, opt_state, keys, train_weight_MxT)
-    return (params, opt_state), loss
-
-  (params_M, opt_state_M), loss = jax.lax.scan(
-      step, (params_M, opt_state_M), jax.random.split(key, num_steps))
-  return params_M, opt_state_M, loss.mean(0)
-
-
-def _top_quantile_metric(net_config, train_config, params, data, task, row_i, row_j):
+def _top_quantile_metric(net_config, train_config, dyn, params, mf_TxF, data, task, row_i,
+                         row_j):
   """Negated mean target of the architectures V ranks in its top quantile (lower is better).
 
   This is what inference relies on: the top of V's ranking on an unseen task. A regression or
   pairwise loss is dominated by telling bad architectures from average ones, which keeps
   improving while the top of the ranking, which transfers less, is being overfitted.
   """
-  del row_j
-  net = vn.ValueNet(net_config)
-  value = net.apply(params, data.mf_TxF[task], data.enc_AxE[data.arch_R[row_i]])
-  k = max(1, round(train_config.top_quantile * task.shape[0]))
-  _, top = jax.lax.top_k(value, k)
-  return -data.target_R[row_i][top].mean()
+  del train_config, row_j
+  value = vn.ValueNet(net_config).apply(params, mf_TxF[task], data.enc_AxE[data.arch_R[row_i]])
+  return -tables.top_quantile_mean(value, data.target_R[row_i], jnp.ones(task.shape, bool),
+                                   dyn["top_quantile"])
 
 
-def _loss_metric(net_config, train_config, params, data, task, row_i, row_j):
+def _loss_metric(net_config, train_config, dyn, params, mf_TxF, data, task, row_i, row_j):
   """The training loss on held-out pairs, without meta-feature dropout."""
+  del dyn
   drop = jnp.zeros(task.shape, bool)
-  return _batch_loss(net_config, train_config, params, data, task, row_i, row_j, drop)[0]
+  return _batch_loss(net_config, train_config, params, mf_TxF, data, task, row_i, row_j,
+                     drop)[0]
 
 
 _VALIDATION_METRICS = {"top_quantile": _top_quantile_metric, "loss": _loss_metric}
 
 
+def holdout_masks(mask_T: jax.Array, train_config: TrainConfig, key: jax.Array):
+  """Per-member (fit mask `[M, T]`, held-out mask `[M, T]`) over the training tasks `mask_T`.
+
+  Members rotate through the training tasks in a random order, each holding out
+  `holdout_tasks` or, if more are needed for every task to be held out by some member, more
+  (k-fold cross-validation, as long as each member still learns from at least half of them).
+  With too few tasks to hold any out, every member fits and early-stops on all of them. A pure
+  function of the (traced) mask: the number of training tasks need not be static.
+  """
+  m, k0 = train_config.ensemble_size, train_config.holdout_tasks
+  n = mask_T.sum()
+  k = jnp.int32(k0)
+  if k0 > 0 and m > 1:
+    k = jnp.maximum(k0, jnp.minimum(-(-n // m), n // 2))
+  # Each training task's position in a random order of the training tasks.
+  u_T = jnp.where(mask_T, jax.random.uniform(key, mask_T.shape), 2.0)
+  pos_T = jnp.argsort(jnp.argsort(u_T))
+  member_M = jnp.arange(m)[:, None]
+  held = mask_T & (jnp.mod(pos_T - member_M * k, jnp.maximum(n, 1)) < k)
+  rotate = (n > k) & (k > 0)
+  held = jnp.where(rotate, held, mask_T)
+  fit = jnp.where(rotate, mask_T & ~held, mask_T)
+  return fit, held
+
+
+def _one_standard_error_index(metric_SxM: jax.Array) -> jax.Array:
+  """Index of the first setting whose held-out metric (lower is better) is within one paired
+  standard error of the best's.
+
+  The "one standard error" rule of cross-validation: among settings the held-out tasks cannot
+  tell apart, take the simplest (the settings are ordered simplest first). The comparison is
+  paired: every member scores every setting on its own held-out tasks, so the standard error is
+  that of the per-member difference to the best setting (the spread between tasks, which a
+  difference cancels, would otherwise hide any real gain). NaN members are left out.
+  """
+  ok_M = jnp.all(jnp.isfinite(metric_SxM), 0)
+  n = ok_M.sum()
+  metric = jnp.where(ok_M, metric_SxM, 0.0)
+  mean_S = metric.sum(1) / jnp.maximum(n, 1)
+  best = jnp.argmin(mean_S)
+  diff = jnp.where(ok_M, metric - metric[best], 0.0)
+  diff_mean = diff.sum(1) / jnp.maximum(n, 1)
+  var = jnp.sum(jnp.where(ok_M, (diff - diff_mean[:, None]) ** 2, 0.0), 1) / jnp.maximum(n - 1,
+                                                                                         1)
+  se = jnp.where(n > 1, jnp.sqrt(var / jnp.maximum(n, 1)), 0.0)
+  return jnp.argmax(diff_mean <= se + 1e-7)
+
+
+def _one_standard_error_choice(scales, metric_SxM) -> float:
+  """The smallest of `scales` (ascending) that `_one_standard_error_index` picks."""
+  return float(np.asarray(scales)[int(_one_standard_error_index(jnp.asarray(metric_SxM)))])
+
+
+class TrainReport(flax.struct.PyTreeNode):
+  """What `train` did, as arrays (so that it can be returned from a vmapped simulation)."""
+
+  steps: jax.Array  # int32: optimiser steps run
+  train_loss_N: jax.Array  # float32 [evaluations] mean training loss per evaluation (NaN: not run)
+  val_loss_N: jax.Array  # float32 [evaluations] mean early-stopping metric (NaN: not run)
+  best_val_loss_N: jax.Array  # float32 [evaluations] mean of each member's best so far
+  held_MxT: jax.Array  # bool: the tasks each member held out
+  val_by_interaction_SxM: jax.Array  # float32: held-out metric at each interaction scale
+  val_by_task_effect_SxM: jax.Array  # float32: ... at each task-effect scale
+
+
 @functools.partial(jax.jit, static_argnames=("net_config", "train_config"))
-def _validation(net_config, train_config, params_M, data, task_MxK, row_i_MxK, row_j_MxK):
-  """Early-stopping metric of each member on its own held-out pairs (lower is better): `[M]`."""
-  metric = _VALIDATION_METRICS[train_config.early_stopping]
-  return jax.vmap(lambda p, t, i, j: metric(net_config, train_config, p, data, t, i, j))(
-      params_M, task_MxK, row_i_MxK, row_j_MxK)
+def train(net_config: vn.ValueNetConfig, train_config: TrainConfig, dyn: dict,
+          data: TrainData, mask_T: jax.Array, key: jax.Array) -> tuple[ValueModel, TrainReport]:
+  """Trains the ensemble on the tasks of `mask_T`: a pure, jit-compiled function.
+
+  `train_config` is the static part and `dyn` the dynamic part of a `TrainConfig`
+  (`tarch.hparams.split`); `net_config` must carry the space's encoding layout. Early stopping
+  happens in the graph: a `lax.while_loop` over evaluations, each `eval_every` optimiser steps
+  of every member, keeps each member's best parameters and stops after `patience`
+  evaluations without improvement of any member (under `jax.vmap` the loop runs until the last
+  simulation stops; the finished ones keep their state). Then each optional term is shrunk by
+  the scale `shrinkage_rule` picks on the held-out tasks: the interactions first, then the
+  meta-feature term.
+  """
+  tc = train_config
+  scaler = FeatureScaler.fit_masked(data.features_TxF, mask_T)
+  mf_TxF = scaler(data.features_TxF)
+  k_mask, k_init, k_eval, key = jax.random.split(key, 4)
+  fit_mask, held = holdout_masks(mask_T, tc, k_mask)
+  fit_w = fit_mask.astype(jnp.float32)
+  if tc.task_weighting == "results":
+    fit_w = fit_w * data.count_T.astype(jnp.float32)
+  m = tc.ensemble_size
+  params = jax.vmap(lambda k: vn.init_params(
+      net_config, k, data.features_TxF.shape[1], data.enc_AxE.shape[1]))(
+          jax.random.split(k_init, m))
+  optimizer = _optimizer(tc, dyn)
+  opt_state = jax.vmap(optimizer.init)(params)
+  eval_pairs = jax.vmap(lambda k, w: _sample_pairs(k, data, w, tc.eval_size))(
+      jax.random.split(k_eval, m), held.astype(jnp.float32))
+  metric_fn = _VALIDATION_METRICS[tc.early_stopping]
+
+  def validation(params_M):
+    return jax.vmap(lambda p, t, i, j: metric_fn(net_config, tc, dyn, p, mf_TxF, data, t, i, j))(
+        params_M, *eval_pairs)
+
+  def member_step(params, opt_state, key, weight_T):
+    k_pairs, k_drop, k_inter = jax.random.split(key, 3)
+    task, row_i, row_j = _sample_pairs(k_pairs, data, weight_T, tc.batch_size)
+    drop = jax.random.bernoulli(k_drop, dyn["meta_feature_dropout"], task.shape)
+    keep_interactions = 1.0 - jax.random.bernoulli(k_inter, dyn["interaction_dropout"])
+    grad_fn = jax.value_and_grad(
+        lambda p: _batch_loss(net_config, tc, scale_interactions(p, keep_interactions), mf_TxF,
+                              data, task, row_i, row_j, drop),
+        has_aux=True)
+    (loss, _), grads = grad_fn(params)
+    updates, opt_state = optimizer.update(grads, opt_state, params)
+    return optax.apply_updates(params, updates), opt_state, loss
+
+  num_evals = -(-tc.num_steps // tc.eval_every)
+
+  def step(carry, inputs):
+    params, opt_state = carry
+    key, active = inputs
+    new_params, new_state, loss = jax.vmap(member_step)(
+        params, opt_state, jax.random.split(key, m), fit_w)
+    # Steps past num_steps (in a last, partial evaluation period) change nothing.
+    keep = lambda new, old: jnp.where(active, new, old)
+    return (jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_state, opt_state)), (
+        jnp.where(active, loss.mean(), jnp.nan))
+
+  nan_N = jnp.full((num_evals,), jnp.nan, jnp.float32)
+  init = dict(evals=jnp.int32(0), stale=jnp.int32(0), params=params, opt_state=opt_state,
+              best_params=params, best_M=jnp.full((m,), jnp.inf, jnp.float32), key=key,
+              train_N=nan_N, val_N=nan_N, best_N=nan_N)
+
+  def cond(s):
+    return (s["evals"] < num_evals) & (s["stale"] < tc.patience)
+
+  def body(s):
+    key, k = jax.random.split(s["key"])
+    first = s["evals"] * tc.eval_every
+    active = first + jnp.arange(tc.eval_every) < tc.num_steps
+    (params, opt_state), loss = jax.lax.scan(
+        step, (s["params"], s["opt_state"]), (jax.random.split(k, tc.eval_every), active))
+    val_M = validation(params)
+    better_M = val_M < s["best_M"]
+    best_M = jnp.where(better_M, val_M, s["best_M"])
+    best_params = _keep_better(better_M, params, s["best_params"])
+    i = s["evals"]
+    return dict(evals=i + 1, stale=jnp.where(better_M.any(), 0, s["stale"] + 1), params=params,
+                opt_state=opt_state, best_params=best_params, best_M=best_M, key=key,
+                train_N=s["train_N"].at[i].set(jnp.nanmean(loss)),
+                val_N=s["val_N"].at[i].set(val_M.mean()),
+                best_N=s["best_N"].at[i].set(best_M.mean()))
+
+  s = jax.lax.while_loop(cond, body, init)
+  best_params = s["best_params"]
+
+  def shrink(params, scales, scaled, active):
+    """Params scaled by the entry of `scales` that `shrinkage_rule` picks; the metric `[S, M]`."""
+    scales = sorted(scales)
+    if not (active and scales):
+      return params, jnp.float32(1.0), jnp.zeros((0, m), jnp.float32)
+    metric_SxM = jnp.stack([validation(scaled(params, s)) for s in scales])
+    if tc.shrinkage_rule == "one_se":
+      index = _one_standard_error_index(metric_SxM)
+    else:
+      index = jnp.argmin(metric_SxM.mean(1))
+    scale = jnp.asarray(scales, jnp.float32)[index]
+    return scaled(params, scale), scale, metric_SxM
+
+  best_params, inter_scale, inter_SxM = shrink(
+      best_params, tc.interaction_scales, scale_interactions, bool(net_config.interaction_hidden))
+  best_params, task_scale, task_SxM = shrink(
+      best_params, tc.task_effect_scales, scale_task_effects, net_config.use_meta_features)
+  model = ValueModel(params=best_params, scaler=scaler, config=net_config,
+                     task_effect_scale=task_scale, interaction_scale=inter_scale)
+  report = TrainReport(steps=jnp.minimum(s["evals"] * tc.eval_every, tc.num_steps),
+                       train_loss_N=s["train_N"], val_loss_N=s["val_N"],
+                       best_val_loss_N=s["best_N"], held_MxT=held,
+                       val_by_interaction_SxM=inter_SxM, val_by_task_effect_SxM=task_SxM)
+  return model, report
 
 
-def _keep_better(better_M: np.ndarray, new_M, old_M):
+def _keep_better(better_M, new_M, old_M):
   """Per member: the new params where it improved, else the old ones."""
   return jax.tree.map(
       lambda new, old: jnp.where(better_M.reshape((-1,) + (1,) * (new.ndim - 1)), new, old),
       new_M, old_M)
 
 
-def _holdout_masks(train_mask_T: np.ndarray, train_config: TrainConfig, rng) -> tuple:
-  """Per-member (fit weight, held-out mask) over tasks; members rotate through the tasks, each
-  holding out `holdout_tasks` or, if more are needed for every task to be held out once, more."""
-  tasks = np.flatnonzero(train_mask_T)
-  m, k = train_config.ensemble_size, train_config.holdout_tasks
-  if k > 0 and m > 1:
-    # k-fold, every training task held out by some member, as long as each member still
-    # learns from at least half of them.
-    k = max(k, min(-(-len(tasks) // m), len(tasks) // 2))
-  fit_w = np.tile(train_mask_T.astype(np.float32), (m, 1))
-  held = np.zeros_like(fit_w, dtype=bool)
-  if len(tasks) <= k or k == 0:
-    held[:] = train_mask_T  # Too few tasks to hold any out: early-stop on training loss.
-    return fit_w, held
-  order = rng.permutation(tasks)
-  for member in range(m):
-    out = order[(member * k + np.arange(k)) % len(order)]
-    fit_w[member, out] = 0.0
-    held[member, out] = True
-  return fit_w, held
+def with_layout(net_config: vn.ValueNetConfig, space) -> vn.ValueNetConfig:
+  """`net_config` with the encoding layout of `space` (what V's features need)."""
+  return dataclasses.replace(net_config, encoding_dim=space.dim,
+                             numeric_dims=space.numeric_dims)
 
 
-def prepare_data(ds: runs_lib.MetaDataset, target: str, scaler: FeatureScaler) -> TrainData:
-  """Device arrays for training; `scaler` standardises the meta-features."""
-  order = np.lexsort((ds.arch_R, ds.task_R))
-  task_R = ds.task_R[order]
-  target_R = normalize.normalize_scores(ds.score_R[order], task_R, ds.num_tasks, target)
-  count = np.bincount(task_R, minlength=ds.num_tasks)
-  start = np.concatenate([[0], np.cumsum(count)[:-1]])
-  return TrainData(
-      mf_TxF=scaler(jnp.asarray(ds.features_TxF, jnp.float32)),
-      enc_AxE=jnp.asarray(ds.enc_AxE, jnp.float32),
-      arch_R=jnp.asarray(ds.arch_R[order], jnp.int32),
-      target_R=jnp.asarray(target_R, jnp.float32),
-      start_T=jnp.asarray(start, jnp.int32),
-      count_T=jnp.asarray(count, jnp.int32))
-
-
-def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: TrainConfig,
-        train_tasks=None, progress: Callable[[dict], None] | None = None
-        ) -> tuple[ValueModel, list[dict]]:
-  """Trains the value-network ensemble on the results of `train_tasks`.
-
-  Args:
-    ds: the meta-dataset (all tasks; the others are masked out, so shapes do not depend on the
-      choice of training tasks and folds share one compiled program).
-    net_config: architecture of V.
-    train_config: optimisation settings.
-    train_tasks: indices or names of the tasks to learn from; default all.
-    progress: called after each evaluation with a dict (step, train_loss, val_loss,
-      best_val_loss); val_loss is the early-stopping metric, lower is better.
-
-  Returns:
-    The trained `ValueModel` (each member at its best held-out step, the meta-feature term
-    shrunk by the `interaction_scales`, then the `task_effect_scales`, entry that
-    `shrinkage_rule` picks on the held-out tasks; with `train_config.task_kernel`, the task
-    kernel attached and the ranker chosen by `_choose_ranker`, whose report `progress` also
-    receives) and the history, one dict per evaluation.
-  """
+def task_mask(ds: runs_lib.MetaDataset, train_tasks=None) -> np.ndarray:
+  """Bool `[T]` of `train_tasks` (indices or names; default all)."""
   mask_T = np.zeros(ds.num_tasks, bool)
   if train_tasks is None:
     mask_T[:] = True
@@ -381,132 +525,58 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
     mask_T[ds.task_indices(train_tasks)] = True
   if not mask_T.any():
     raise ValueError("fit needs at least one training task")
-  net_config = dataclasses.replace(
-      net_config, encoding_dim=ds.space.dim, numeric_dims=ds.space.numeric_dims)
-  scaler = FeatureScaler.fit(ds.features_TxF[mask_T])
-  data = prepare_data(ds, train_config.target, scaler)
-  rng = np.random.default_rng(train_config.seed)
-  fit_w, held = _holdout_masks(mask_T, train_config, rng)
-  if train_config.task_weighting == "results":
-    fit_w = fit_w * np.bincount(ds.task_R, minlength=ds.num_tasks)
-  key = jax.random.key(train_config.seed)
-  key, k_init, k_eval = jax.random.split(key, 3)
-  params = jax.vmap(lambda k: vn.init_params(
-      net_config, k, ds.num_features, ds.space.dim))(jax.random.split(k_init, len(fit_w)))
-  opt_state = jax.vmap(_optimizer(train_config).init)(params)
-  held_w = jnp.asarray(held, jnp.float32)
-  eval_pairs = jax.vmap(lambda k, w: _sample_pairs(k, data, w, train_config.eval_size))(
-      jax.random.split(k_eval, len(fit_w)), held_w)
+  return mask_T
 
-  best_params, best_loss = params, np.full(len(fit_w), np.inf)
-  history, stale, step = [], 0, 0
-  fit_w = jnp.asarray(fit_w)
-  while step < train_config.num_steps and stale < train_config.patience:
-    n = min(train_config.eval_every, train_config.num_steps - step)
-    key, k = jax.random.split(key)
-    params, opt_state, train_loss = _train_chunk(
-        net_config, train_config, n, params, opt_state, k, data, fit_w)
-    step += n
-    val_loss = np.asarray(_validation(net_config, train_config, params, data, *eval_pairs))
-    better = val_loss < best_loss
-    best_loss = np.where(better, val_loss, best_loss)
-    best_params = _keep_better(better, params, best_params)
-    stale = 0 if better.any() else stale + 1
-    record = {"step": step, "train_loss": float(np.mean(train_loss)),
-              "val_loss": float(np.mean(val_loss)), "best_val_loss": float(np.mean(best_loss))}
-    history.append(record)
-    if progress is not None:
+
+def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: TrainConfig,
+        train_tasks=None, progress: Callable[[dict], None] | None = None
+        ) -> tuple[ValueModel, list[dict]]:
+  """Trains the value-network ensemble on the results of `train_tasks` (the host entry point
+  to `train`, followed by the ranker choice of `tarch.ranker`).
+
+  Args:
+    ds: the meta-dataset (all tasks; the others are masked out, so shapes do not depend on the
+      choice of training tasks and folds share one compiled program).
+    net_config: architecture of V.
+    train_config: optimisation settings.
+    train_tasks: indices or names of the tasks to learn from; default all.
+    progress: called, once training is done, with each evaluation's dict (step, train_loss,
+      val_loss, best_val_loss; val_loss is the early-stopping metric, lower is better), then
+      with the chosen scales and, with `train_config.task_kernel`, the ranker report.
+
+  Returns:
+    The trained `ValueModel` (each member at its best held-out step, its optional terms shrunk
+    on the held-out tasks; with `train_config.task_kernel`, the task kernel attached and the
+    ranker chosen by `tarch.ranker.choose`) and the history, one dict per evaluation.
+  """
+  from tarch import ranker as ranker_lib  # ranker builds on this module
+
+  mask_T = task_mask(ds, train_tasks)
+  net_config = with_layout(net_config, ds.space)
+  static, dyn = hparams.split(train_config)
+  data = prepare_data(ds, train_config.target)
+  model, report = train(net_config, static, dyn, data, jnp.asarray(mask_T),
+                        jax.random.key(train_config.seed))
+  records = []
+  report_np = jax.device_get(report)
+  for i in range(len(report_np.val_loss_N)):
+    if np.isnan(report_np.val_loss_N[i]):
+      break
+    records.append({"step": min((i + 1) * train_config.eval_every, train_config.num_steps),
+                    "train_loss": float(report_np.train_loss_N[i]),
+                    "val_loss": float(report_np.val_loss_N[i]),
+                    "best_val_loss": float(report_np.best_val_loss_N[i])})
+  extra = [{"interaction_scale": float(model.interaction_scale),
+            "task_effect_scale": float(model.task_effect_scale)}]
+  if train_config.task_kernel:
+    table = tables.PercentileTable.build(ds)
+    model, choice = ranker_lib.choose(model, table, data.features_TxF, jnp.asarray(mask_T),
+                                      report.held_MxT, dyn["top_quantile"])
+    extra.append(ranker_lib.describe(jax.device_get(choice)))
+  if progress is not None:
+    for record in records + extra:
       progress(record)
-  def choose(scales, scaled):
-    """The scale `shrinkage_rule` picks on the held-out tasks; `scaled(params, s)` applies one."""
-    scales = sorted(scales)
-    per_member = np.stack([np.asarray(_validation(
-        net_config, train_config, scaled(best_params, s), data, *eval_pairs))
-                           for s in scales])  # [S, M]
-    if train_config.shrinkage_rule == "one_se":
-      return _one_standard_error_choice(scales, per_member), per_member
-    return scales[int(np.argmin(per_member.mean(1)))], per_member
-
-  # Shrinkage, term by term, each toward the simpler model: first the interactions, then the
-  # meta-feature term (given the chosen interactions).
-  chosen = {"interaction_scale": 1.0, "task_effect_scale": 1.0}
-  for name, active, scales, scaled in (
-      ("interaction_scale", bool(net_config.interaction_hidden), train_config.interaction_scales,
-       scale_interactions),
-      ("task_effect_scale", net_config.use_meta_features, train_config.task_effect_scales,
-       scale_task_effects)):
-    if active and scales:
-      chosen[name], per_member = choose(scales, scaled)
-      best_params = scaled(best_params, chosen[name])
-      if progress is not None:
-        progress({name: chosen[name], f"val_loss_by_{name}":
-                  dict(zip(sorted(scales), per_member.mean(1).tolist()))})
-  model = ValueModel(params=best_params, scaler=scaler, config=net_config, **chosen)
-  # Without held-out tasks (every member "holds out" every training task) there is nothing to
-  # compare the rankers on, and with fewer than 3 training tasks no bandwidth to choose.
-  if train_config.task_kernel and not held[:, mask_T].all() and mask_T.sum() >= 3:
-    model, report = _choose_ranker(ds, model, mask_T, held, train_config)
-    if progress is not None:
-      progress(report)
-  return model, history
-
-
-def _choose_ranker(ds: runs_lib.MetaDataset, model: ValueModel, mask_T: np.ndarray,
-                   held_MxT: np.ndarray, train_config: TrainConfig) -> tuple[ValueModel, dict]:
-  """`model` with the task kernel attached and the ranker that picks better on held-out tasks.
-
-  Every member scores each training task it held out; the task kernel (its bandwidth chosen
-  by leave-one-task-out over all training tasks, `tarch.task_kernel.choose_bandwidth`) scores
-  the same task from the other training tasks. Both are judged by the mean percentile of the
-  architectures they rank in the task's top `top_quantile`, and the paired one-standard-error
-  rule keeps V unless the kernel is better by more than a standard error. V is judged member by
-  member (a held-out task is only unseen by the member that held it out), although inference
-  uses the ensemble mean, which tilts the comparison somewhat toward the kernel; the kernel's
-  bandwidth was chosen on the same tasks, which tilts it the same way.
-  """
-  train = np.flatnonzero(mask_T)
-  rows = np.isin(ds.task_R, train)
-  pct_R = normalize.normalize_scores(ds.score_R, ds.task_R, ds.num_tasks, "percentile")
-  kernel = task_kernel_lib.TaskKernel.build(
-      np.asarray(model.scaler.standardize(jnp.asarray(ds.features_TxF[train], jnp.float32))),
-      np.ones(len(train), bool), np.searchsorted(train, ds.task_R[rows]), ds.arch_R[rows],
-      pct_R[rows], ds.enc_AxE)
-  kernel, loo_TxB, chosen_b = task_kernel_lib.choose_bandwidth(kernel, train_config.top_quantile)
-  value_net, task_kernel = [], []
-  for member, t in zip(*np.nonzero(held_MxT[:, train])):
-    task_rows = ds.task_rows(train[t])
-    values = np.asarray(model.predict_members(
-        jnp.asarray(ds.features_TxF[train[t]], jnp.float32),
-        jnp.asarray(ds.enc_AxE[ds.arch_R[task_rows]])))[member]
-    value_net.append(task_kernel_lib.top_quantile_mean(values, pct_R[task_rows],
-                                                       train_config.top_quantile))
-    task_kernel.append(loo_TxB[t, chosen_b])
-  metric_SxN = -np.array([value_net, task_kernel])  # lower is better, V first
-  ranker = ("value_net", "task_kernel")[int(_one_standard_error_choice([0, 1], metric_SxN))]
-  report = {"ranker": ranker, "kernel_bandwidth": float(kernel.bandwidth),
-            "heldout_top_percentile": {"value_net": float(np.mean(value_net)),
-                                       "task_kernel": float(np.mean(task_kernel))}}
-  return model.replace(kernel=kernel, ranker=ranker), report
-
-
-def _one_standard_error_choice(scales: list[float], metric_SxM: np.ndarray) -> float:
-  """The smallest scale whose held-out metric is within one standard error of the best's.
-
-  The "one standard error" rule of cross-validation: among settings the held-out tasks cannot
-  tell apart, take the simplest, here the one closest to the simpler model. The comparison is
-  paired: every member scores every scale on its own held-out task, so the standard error is
-  that of the per-member difference to the best scale (the spread between tasks, which a
-  difference cancels, would otherwise hide any real gain).
-  """
-  mean = metric_SxM.mean(1)
-  best = int(np.argmin(mean))
-  m = metric_SxM.shape[1]
-  for s, row in zip(scales, metric_SxM):
-    diff = row - metric_SxM[best]
-    se = diff.std(ddof=1) / np.sqrt(m) if m > 1 else 0.0
-    if diff.mean() <= se:
-      return float(s)
-  return float(scales[best])
+  return model, records
 
 
 def _scale_layer(params, layer: str, scale):
@@ -540,7 +610,7 @@ def save(model: ValueModel, directory: str | os.PathLike) -> None:
   os.makedirs(directory, exist_ok=True)
   state = {"params": model.params, "scaler": dataclasses.asdict(model.scaler)}
   if model.kernel is not None:
-    state["kernel"] = dataclasses.asdict(model.kernel)
+    state["kernel"] = dataclasses.asdict(model.kernel)  # nested dicts, the table's included
   with ocp.StandardCheckpointer() as ckpt:
     ckpt.save(os.path.join(directory, "state"), state, force=True)
   config = {**dataclasses.asdict(model.config),
@@ -565,6 +635,10 @@ def restore(directory: str | os.PathLike) -> ValueModel:
   config = vn.ValueNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
   with ocp.StandardCheckpointer() as ckpt:
     state = ckpt.restore(os.path.join(directory, "state"))
-  kernel = (task_kernel_lib.TaskKernel(**state["kernel"]) if "kernel" in state else None)
+  kernel = None
+  if "kernel" in state:
+    fields = dict(state["kernel"])
+    fields["table"] = tables.PercentileTable(**fields["table"])
+    kernel = task_kernel_lib.TaskKernel(**fields)
   return ValueModel(params=state["params"], scaler=FeatureScaler(**state["scaler"]),
-                    config=config, kernel=kernel, ranker=ranker, **scales)
+                    config=config, kernel=kernel, use_kernel=ranker == "task_kernel", **scales)

@@ -1,12 +1,14 @@
 """tarch.infer: gradient ascent, projection to a pool, deduplication, compile-once."""
 
 import dataclasses
+import functools
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from tarch import hparams
 from tarch import infer as infer_lib
 from tarch import meta_train
 from tarch import value_net as vn
@@ -24,6 +26,15 @@ def model(synthetic_ds):
   return meta_train.fit(synthetic_ds, net, train, train_tasks=range(5))[0]
 
 
+def _dyn(config):
+  return hparams.split(config)[1]
+
+
+def _value_n(model, g):
+  return lambda enc_NxE: vn.lower_bound(
+      vn.apply_embedded(model.config, model.params, g, enc_NxE), 0.0)
+
+
 def _features(ds, task=5):
   return jnp.asarray(ds.features_TxF[task], jnp.float32)
 
@@ -32,10 +43,10 @@ def test_ascent_increases_value(synthetic_ds, model):
   space = synthetic_ds.space
   mf = model.scaler(_features(synthetic_ds))
   theta = jax.random.normal(jax.random.key(1), (8, space.dim))
-  g = vn.task_embeddings(model.config, model.params, mf)
+  objective = lambda enc: model.value(mf, enc)
   optimum = jax.vmap(lambda th: infer_lib._ascend(
-      model.config, CONFIG, space, model.params, g, th, jnp.zeros(space.dim)))(theta)
-  value = jax.vmap(lambda enc: model.value(mf, enc))
+      objective, CONFIG, _dyn(CONFIG), th, jnp.zeros(space.dim), space.relax))(theta)
+  value = jax.vmap(objective)
   before = value(space.relax(theta, CONFIG.temperature_start))
   after = value(optimum)
   assert np.all(np.asarray(after) > np.asarray(before))
@@ -82,8 +93,11 @@ def test_pool_restricts_ascent_to_the_values_it_uses(synthetic_ds, model):
   enc = synthetic_ds.enc_AxE
   op_block = slice(*space.slices[0])
   pool = enc[enc[:, op_block][:, :2].sum(1) > 0]  # only the first two ops
-  bias = np.asarray(infer_lib._pool_bias(space, jnp.asarray(pool)))
+  bias = np.asarray(infer_lib._pool_bias(space, jnp.asarray(pool), jnp.ones(len(pool), bool)))
   assert np.all(bias[op_block][:2] == 0) and np.all(bias[op_block][2:] < -1e8)
+  # As a mask over the whole table: the same bias.
+  member = jnp.asarray(enc[:, op_block][:, :2].sum(1) > 0)
+  np.testing.assert_array_equal(infer_lib._pool_bias(space, jnp.asarray(enc), member), bias)
   assert np.all(bias[space.slices[2][0]:] == 0)  # numeric entries are never masked
   result = infer_lib.infer(model, space, _features(synthetic_ds), jax.random.key(0), CONFIG,
                            pool_PxE=pool)
@@ -92,11 +106,11 @@ def test_pool_restricts_ascent_to_the_values_it_uses(synthetic_ds, model):
 
 def test_infer_compiles_once_for_same_shapes(synthetic_ds, model):
   config = dataclasses.replace(CONFIG, num_steps=7)  # a shape no other test compiles
-  before = infer_lib._infer_arrays._cache_size()
-  for seed, task in [(0, 4), (1, 5), (2, 3)]:
+  before = infer_lib._infer_jit._cache_size()
+  for seed, task, lr in [(0, 4, 0.1), (1, 5, 0.05), (2, 3, 0.2)]:  # dynamic: no recompilation
     infer_lib.infer(model, synthetic_ds.space, _features(synthetic_ds, task),
-                    jax.random.key(seed), config)
-  assert infer_lib._infer_arrays._cache_size() == before + 1
+                    jax.random.key(seed), dataclasses.replace(config, learning_rate=lr))
+  assert infer_lib._infer_jit._cache_size() == before + 1
 
 
 def test_infer_rejects_wrong_shapes(synthetic_ds, model):
@@ -130,7 +144,7 @@ def test_infer_rejects_bad_inputs(synthetic_ds, model):
 
 def test_held_out_scores_never_reach_the_methods(synthetic_ds):
   """LOTO leakage check: scrambling the held-out task's scores changes no pick but the oracle's."""
-  from tarch import evaluate
+  from tarch import simulate
   held_out = 0
   rows = synthetic_ds.task_rows(held_out)
   rng = np.random.default_rng(0)
@@ -142,14 +156,14 @@ def test_held_out_scores_never_reach_the_methods(synthetic_ds):
   net = vn.ValueNetConfig(task_hidden=(8,))
   train = meta_train.TrainConfig(ensemble_size=2, num_steps=60, eval_every=30, batch_size=64,
                                  eval_size=128)
+  static, dyn = simulate.split(synthetic_ds.space, net, train,
+                               infer_lib.InferConfig(num_restarts=8, num_steps=20))
   picks = []
   for ds in (synthetic_ds, scrambled):
-    model, _ = meta_train.fit(ds, net, train, train_tasks=range(1, 6))
-    fold = evaluate.evaluate_fold(ds, held_out, model, infer_lib.InferConfig(
-        num_restarts=8, num_steps=20), jax.random.key(0))
-    picks.append({r["method"]: r["architecture"] for r in fold
-                  if not r["method"].startswith(("random", "oracle"))})
-  assert picks[0] == picks[1]
+    result = simulate.simulate_jit(static, dyn, simulate.Data.build(ds, train.target),
+                                   jnp.int32(held_out))
+    picks.append(np.asarray(result.pick_K)[:-1])  # every method but the oracle
+  np.testing.assert_array_equal(picks[0], picks[1])
 
 
 def _log_density(enc_NxE, support_SxE, bandwidth):
@@ -165,13 +179,16 @@ def test_support_term_trades_value_for_support_density(synthetic_ds, model):
   g = vn.task_embeddings(model.config, model.params, mf)
   theta = jax.random.normal(jax.random.key(1), (16, space.dim))
 
+  members = jnp.ones(support.shape[0], bool)
+
   def ascend(weight):
     config = dataclasses.replace(CONFIG, num_steps=200, support_weight=weight)
-    term = infer_lib._support_objective(model.config, config, model.params, g, support)
+    term = infer_lib._support_objective(config, _value_n(model, g), support, members)
+    objective = functools.partial(infer_lib._with_support, _value_n(model, g), term, weight)
     optimum = jax.vmap(lambda th: infer_lib._ascend(
-        model.config, config, space, model.params, g, th, jnp.zeros(space.dim), term))(theta)
+        objective, config, _dyn(config), th, jnp.zeros(space.dim), space.relax))(theta)
     value = np.asarray(jax.vmap(lambda enc: model.value(mf, enc))(optimum))
-    return _log_density(optimum, support, term[2]).mean(), value.mean()
+    return _log_density(optimum, support, term[3]).mean(), value.mean()
 
   free_density, free_value = ascend(0.0)
   held_density, held_value = ascend(10.0)
@@ -182,7 +199,7 @@ def test_support_term_trades_value_for_support_density(synthetic_ds, model):
 def test_open_space_inference_near_a_support_set(synthetic_ds, model):
   space = synthetic_ds.space
   support = synthetic_ds.enc_AxE[::8]
-  bandwidth = infer_lib._neighbour_distance(jnp.asarray(support))
+  bandwidth = infer_lib._neighbour_distance(jnp.asarray(support), jnp.ones(len(support), bool))
   config = dataclasses.replace(CONFIG, support_weight=10.0)
   far = infer_lib.infer(model, space, _features(synthetic_ds), jax.random.key(0), CONFIG)
   near = infer_lib.infer(model, space, _features(synthetic_ds), jax.random.key(0), config,
@@ -197,11 +214,16 @@ def test_open_space_inference_near_a_support_set(synthetic_ds, model):
 
 def test_neighbour_distance_is_the_median_nearest_member_distance():
   pool = jnp.array([[0.0, 0.0], [1.0, 0.0], [3.0, 0.0], [7.0, 0.0]])
+  every = lambda x: jnp.ones(x.shape[0], bool)
   # Nearest-member distances 1, 1, 2, 4: median 1.5.
-  assert float(infer_lib._neighbour_distance(pool)) == pytest.approx(1.5)
+  assert float(infer_lib._neighbour_distance(pool, every(pool))) == pytest.approx(1.5)
   # Duplicates are not neighbours; a pool of one distinct member gets bandwidth 1.
-  assert float(infer_lib._neighbour_distance(jnp.concatenate([pool, pool]))) == pytest.approx(1.5)
-  assert float(infer_lib._neighbour_distance(jnp.ones((3, 2)))) == 1.0
+  twice = jnp.concatenate([pool, pool])
+  assert float(infer_lib._neighbour_distance(twice, every(twice))) == pytest.approx(1.5)
+  assert float(infer_lib._neighbour_distance(jnp.ones((3, 2)), every(pool[:3]))) == 1.0
+  # Non-members count for nothing: without [1, 0], distances 3, 3, 4: median 3.
+  assert float(infer_lib._neighbour_distance(pool, jnp.array([True, False, True, True]))
+               ) == pytest.approx(3.0)
 
 
 def test_support_density_keeps_the_members_v_values_most(synthetic_ds, model):
@@ -209,14 +231,16 @@ def test_support_density_keeps_the_members_v_values_most(synthetic_ds, model):
   mf = model.scaler(_features(synthetic_ds))
   g = vn.task_embeddings(model.config, model.params, mf)
   config = dataclasses.replace(CONFIG, support_members=4)
-  kept, scale, bandwidth = infer_lib._support_objective(model.config, config, model.params, g,
-                                                         support)
+  members = jnp.ones(support.shape[0], bool)
+  kept, kept_member, scale, bandwidth = infer_lib._support_objective(
+      config, _value_n(model, g), support, members)
+  assert bool(kept_member.all())
   values = np.asarray(vn.lower_bound(vn.apply_embedded(model.config, model.params, g, support),
                                      0.0))
   best4 = np.asarray(support)[np.argsort(-values)[:4]]
   np.testing.assert_array_equal(np.asarray(kept), best4)
   assert float(scale) == pytest.approx(values.std() + 1e-6, rel=1e-4)
-  assert float(bandwidth) == pytest.approx(float(infer_lib._neighbour_distance(support)))
+  assert float(bandwidth) == pytest.approx(float(infer_lib._neighbour_distance(support, members)))
 
 
 def test_kernel_ranker_ranks_the_pool_or_the_table_without_ascent(synthetic_ds):
@@ -224,7 +248,7 @@ def test_kernel_ranker_ranks_the_pool_or_the_table_without_ascent(synthetic_ds):
   train = meta_train.TrainConfig(ensemble_size=2, num_steps=40, eval_every=20, batch_size=32,
                                  eval_size=64)
   model = meta_train.fit(synthetic_ds, net, train, train_tasks=range(5))[0]
-  model = model.replace(ranker="task_kernel")
+  model = model.replace(use_kernel=True)
   pool = jnp.asarray(synthetic_ds.enc_AxE[::3])
   result = infer_lib.infer(model, synthetic_ds.space, _features(synthetic_ds), jax.random.key(0),
                            CONFIG, pool_PxE=pool)
@@ -239,3 +263,21 @@ def test_kernel_ranker_ranks_the_pool_or_the_table_without_ascent(synthetic_ds):
                  for a in synthetic_ds.arch_R[synthetic_ds.task_rows(t)]}
   assert len(free.architectures) == CONFIG.top_k
   assert {synthetic_ds.space.format(a) for a in free.architectures} <= train_archs
+
+
+def test_a_pool_given_as_a_mask_over_the_table_infers_the_same(synthetic_ds, model):
+  """The simulation passes the held-out task's pool as a mask over every architecture; that
+  must give what the pool itself gives."""
+  enc = jnp.asarray(synthetic_ds.enc_AxE)
+  member = np.zeros(len(enc), bool)
+  member[synthetic_ds.arch_R[synthetic_ds.task_rows(5)]] = True
+  static, dyn = hparams.split(CONFIG)
+  f, key = _features(synthetic_ds), jax.random.key(3)
+  pool = enc[member]
+  explicit = infer_lib._infer_jit(synthetic_ds.space, static, dyn, model, f, key, pool, None,
+                                  pool, None)
+  masked = infer_lib._infer_jit(synthetic_ds.space, static, dyn, model, f, key, enc,
+                                jnp.asarray(member), enc, jnp.asarray(member))
+  np.testing.assert_array_equal(np.flatnonzero(member)[np.asarray(explicit[2])],
+                                np.asarray(masked[2]))
+  np.testing.assert_allclose(explicit[1], masked[1], rtol=1e-5)

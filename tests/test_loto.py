@@ -12,47 +12,80 @@ import pytest
 
 from experiments import loto
 from experiments.configs.loto import get_config
-from tarch import evaluate
+from tarch import evaluate, sweep
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def test_loto_end_to_end_and_resume(tmp_path, synthetic_dir, monkeypatch):
+@pytest.fixture
+def batches(monkeypatch):
+  """The held-out tasks of every compiled sweep call, in order."""
+  calls = []
+  real = sweep._BATCH
+
+  def counting(static, dyn, data, task_N):
+    calls.append(sorted(set(int(t) for t in task_N)))
+    return real(static, dyn, data, task_N)
+
+  monkeypatch.setattr(sweep, "_BATCH", counting)
+  return calls
+
+
+def test_loto_end_to_end_and_resume(tmp_path, synthetic_dir, batches):
   workdir = str(tmp_path / "run")
-  summary = loto.run(get_config("tiny"), workdir, data_dir=synthetic_dir)
+  config = get_config("tiny")
+  config.chunk_size = 2
+  summary = loto.run(config, workdir, data_dir=synthetic_dir)
+  assert batches == [[0, 1], [2, 3], [4, 5]]
   assert set(summary["methods"]) == set(evaluate.METHODS)
   for stats in summary["methods"].values():
     assert set(stats) == {"mean_normalized_regret", "mean_percentile", "num_tasks"}
     assert stats["num_tasks"] == 6
+  assert summary["methods"]["oracle"]["mean_normalized_regret"] == 0.0
   with open(os.path.join(workdir, "loto_summary.json")) as f:
     assert json.load(f) == summary
   results = pd.read_csv(os.path.join(workdir, "loto_results.csv"))
   assert len(results) == 6 * len(evaluate.METHODS)
-  assert {"task", "method", "architecture", "test_score", "normalized_regret",
-          "percentile"} <= set(results.columns)
+  assert list(results.columns) == evaluate.RESULT_COLUMNS
   assert os.path.getsize(os.path.join(workdir, "loto_regret.png")) > 1000
 
-  # A rerun reuses every finished fold; a removed fold is recomputed, and only that one.
-  calls = []
-  real_run_fold = loto.run_fold
-  monkeypatch.setattr(loto, "run_fold", lambda c, ds, t: calls.append(t) or real_run_fold(c, ds, t))
-  os.remove(loto._fold_path(workdir, "task_03"))
-  again = loto.run(get_config("tiny"), workdir, data_dir=synthetic_dir)
-  assert calls == [3]
-  assert again == summary  # Same seeds: the recomputed fold is identical.
+  # A rerun reuses every finished fold; a removed chunk is recomputed, and only that one.
+  folds = os.path.join(workdir, "folds")
+  assert len(os.listdir(folds)) == 3
+  batches.clear()
+  assert loto.run(config, workdir, data_dir=synthetic_dir) == summary
+  assert batches == []
+  with open(os.path.join(folds, sorted(os.listdir(folds))[0])) as f:
+    removed = json.load(f)["simulations"]
+  os.remove(os.path.join(folds, sorted(os.listdir(folds))[0]))
+  again = loto.run(config, workdir, data_dir=synthetic_dir)
+  assert len(batches) == 1 and len(batches[0]) == len(removed)
+  assert again == summary  # Same seeds: the recomputed folds are identical.
 
-  # A changed config invalidates the stored folds.
-  config = get_config("tiny")
+  # A changed dynamic setting (the seed) is another simulation; the stored ones stay valid.
   config.seed = 1
-  calls.clear()
+  batches.clear()
   loto.run(config, workdir, data_dir=synthetic_dir, tasks=["task_00"])
-  assert calls == [0]
+  assert batches == [[0]]
+
+
+def test_fold_store_rejects_results_of_other_code(tmp_path, synthetic_dir, batches,
+                                                  monkeypatch):
+  """The store's fingerprint includes the package's source: other code, other results."""
+  from tarch import fingerprint
+  config = get_config("tiny")
+  workdir = str(tmp_path / "run")
+  loto.run(config, workdir, data_dir=synthetic_dir, tasks=["task_01"])
+  monkeypatch.setattr(fingerprint, "source_digest", lambda package="tarch": "edited")
+  batches.clear()
+  loto.run(config, workdir, data_dir=synthetic_dir, tasks=["task_01"])
+  assert batches == [[1]]
 
 
 def test_loto_resumes_after_sigkill(tmp_path, synthetic_dir):
   workdir = tmp_path / "killed"
   cmd = [sys.executable, "-m", "experiments.loto", "--config=experiments/configs/loto.py:tiny",
-         f"--data_dir={synthetic_dir}", f"--workdir={workdir}"]
+         "--config.chunk_size=1", f"--data_dir={synthetic_dir}", f"--workdir={workdir}"]
   proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   folds = workdir / "folds"
   deadline = time.time() + 120
@@ -65,7 +98,7 @@ def test_loto_resumes_after_sigkill(tmp_path, synthetic_dir):
   assert not (workdir / "loto_summary.json").exists() or len(finished) == 6
   done = subprocess.run(cmd, check=False, cwd=REPO, capture_output=True, text=True, timeout=300)
   assert done.returncode == 0, done.stderr[-2000:]
-  assert "reused" in done.stdout
+  assert "reusing" in done.stdout
   results = pd.read_csv(workdir / "loto_results.csv")
   assert len(results) == 6 * len(evaluate.METHODS)
   assert not results.duplicated(["task", "method"]).any()

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from tarch import baselines, meta_train
+from tarch import meta_train, tables
 from tarch import value_net as vn
 
 NET = vn.ValueNetConfig(interaction_hidden=(32, 32), task_hidden=(8,))
@@ -79,7 +79,7 @@ def test_save_restore_round_trip(tmp_path, synthetic_ds, fitted):
   enc = jnp.asarray(synthetic_ds.enc_AxE[:32])
   np.testing.assert_allclose(restored.predict(f, enc), model.predict(f, enc), rtol=1e-6)
   assert restored.ranker == model.ranker
-  kernel_model = model.replace(ranker="task_kernel")
+  kernel_model = model.replace(use_kernel=True)
   meta_train.save(kernel_model, tmp_path / "kernel_model")
   restored = meta_train.restore(tmp_path / "kernel_model")
   assert restored.ranker == "task_kernel"
@@ -180,17 +180,21 @@ def test_members_hold_out_every_training_task():
   mask = np.ones(10, bool)
   mask[3] = False
   config = dataclasses.replace(TRAIN, ensemble_size=3, holdout_tasks=1)
-  fit_w, held = meta_train._holdout_masks(mask, config, np.random.default_rng(0))
+  key = jax.random.key(0)
+  fit, held = map(np.asarray, meta_train.holdout_masks(jnp.asarray(mask), config, key))
   assert held[:, mask].any(0).all() and not held[:, 3].any()
   assert (held.sum(1) == 3).all()  # ceil(9 / 3)
-  assert not (fit_w[held] > 0).any()
+  assert not (fit & held).any() and (fit | held)[:, mask].all() and not fit[:, 3].any()
   # A single member keeps its `holdout_tasks`; k-fold never leaves a member under half the tasks.
   single = dataclasses.replace(config, ensemble_size=1)
-  assert meta_train._holdout_masks(mask, single, np.random.default_rng(0))[1].sum() == 1
+  assert np.asarray(meta_train.holdout_masks(jnp.asarray(mask), single, key)[1]).sum() == 1
   two = dataclasses.replace(config, ensemble_size=2)
-  three_tasks = np.array([True, True, True])
-  assert (meta_train._holdout_masks(three_tasks, two, np.random.default_rng(0))[1].sum(1)
-          == 1).all()
+  three_tasks = jnp.array([True, True, True])
+  assert (np.asarray(meta_train.holdout_masks(three_tasks, two, key)[1]).sum(1) == 1).all()
+  # Too few tasks to hold any out: every member fits and early-stops on all of them.
+  one_task = jnp.array([False, True, False])
+  fit, held = map(np.asarray, meta_train.holdout_masks(one_task, two, key))
+  assert (fit == np.asarray(one_task)).all() and (held == np.asarray(one_task)).all()
 
 
 def test_one_standard_error_rule_keeps_the_first_choice_unless_clearly_worse():
@@ -220,24 +224,60 @@ def test_kernel_score_is_the_weighted_mean_percentile(synthetic_ds, fitted):
   """With an infinite bandwidth the kernel ranker scores a table architecture by its mean
   percentile over the training tasks, as the best_on_average baseline does."""
   model, _ = fitted
-  kernel_model = model.replace(ranker="task_kernel",
+  kernel_model = model.replace(use_kernel=True,
                                kernel=model.kernel.replace(bandwidth=jnp.float32(np.inf)))
+  assert kernel_model.ranker == "task_kernel"
   pool = synthetic_ds.arch_R[synthetic_ds.task_rows(2)]
-  score = kernel_model.score(jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32),
-                             jnp.asarray(synthetic_ds.enc_AxE[pool]))
-  weight_T = np.isin(np.arange(synthetic_ds.num_tasks), range(5)).astype(float)
-  np.testing.assert_allclose(score, baselines.table_scores(synthetic_ds, weight_T, pool),
-                             rtol=1e-5)
-  # At a finite bandwidth, the same scores as the baseline's kernel (built on all tasks'
-  # indices, where fit's keeps only the training tasks).
-  base, _ = baselines.task_kernel_model(synthetic_ds, range(5))
-  for b in (0.35, 1.0):
-    fit_scores = kernel_model.replace(kernel=model.kernel.replace(bandwidth=jnp.float32(b))).score(
-        jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32), jnp.asarray(synthetic_ds.enc_AxE))
-    base_scores = base.scores(base.features_TxF[5], jnp.asarray(synthetic_ds.enc_AxE),
-                              bandwidth=jnp.float32(b))
-    np.testing.assert_allclose(fit_scores, base_scores, rtol=1e-4, atol=1e-5)
+  features = jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32)
+  score = kernel_model.score(features, jnp.asarray(synthetic_ds.enc_AxE[pool]))
+  weight_T = np.isin(np.arange(synthetic_ds.num_tasks), range(5)).astype(np.float32)
+  table = tables.PercentileTable.build(synthetic_ds)
+  np.testing.assert_allclose(score, np.asarray(table.scores(weight_T))[pool], rtol=1e-5)
   # A candidate off the table takes its nearest table architecture's score.
-  near = kernel_model.score(jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32),
-                            jnp.asarray(synthetic_ds.enc_AxE[pool]) + 1e-3)
+  near = kernel_model.score(features, jnp.asarray(synthetic_ds.enc_AxE[pool]) + 1e-3)
   np.testing.assert_allclose(near, score, rtol=1e-6)
+
+
+@pytest.mark.parametrize("hidden", [(), (16,), (16, 8)])
+def test_fused_members_predict_as_the_ensemble(hidden):
+  config = vn.ValueNetConfig(interaction_hidden=hidden, task_hidden=(4,), encoding_dim=6,
+                             numeric_dims=(4, 5))
+  params = jax.vmap(lambda k: vn.init_params(config, k, 3, 6))(jax.random.split(
+      jax.random.key(0), 4))
+  noise = jax.random.key(1)
+  params = jax.tree.map(lambda x: x + 0.1 * jax.random.normal(noise, x.shape), params)
+  g = vn.task_embeddings(config, params, jnp.ones(3))
+  enc = jax.random.uniform(jax.random.key(2), (5, 6))
+  np.testing.assert_allclose(vn.apply_fused(config, vn.fuse_members(config, params), g, enc),
+                             vn.apply_embedded(config, params, g, enc), atol=1e-5)
+
+
+def test_training_is_one_program_for_every_seed_and_learning_rate(synthetic_ds):
+  """Dynamic hyperparameters are traced: changing them does not recompile `train`."""
+  from tarch import hparams
+
+  net = meta_train.with_layout(vn.ValueNetConfig(interaction_hidden=(8,), task_hidden=(4,)),
+                               synthetic_ds.space)
+  data = meta_train.prepare_data(synthetic_ds, "zscore")
+  mask = jnp.arange(synthetic_ds.num_tasks) != 0
+  config = meta_train.TrainConfig(ensemble_size=2, num_steps=20, eval_every=10, batch_size=16,
+                                  eval_size=32)
+  before = meta_train.train._cache_size()
+  for seed, lr in ((0, 1e-3), (1, 3e-3), (2, 1e-2)):
+    static, dyn = hparams.split(dataclasses.replace(config, seed=seed, learning_rate=lr))
+    model, report = meta_train.train(net, static, dyn, data, mask, jax.random.key(seed))
+    assert int(report.steps) == 20
+  assert meta_train.train._cache_size() == before + 1
+
+
+def test_early_stopping_keeps_each_members_best_evaluation(synthetic_ds):
+  """Training stops after `patience` evaluations without improvement, in the graph."""
+  config = dataclasses.replace(TRAIN, num_steps=2000, eval_every=10, patience=2,
+                               learning_rate=0.05)
+  _, history = meta_train.fit(synthetic_ds, NET, config, train_tasks=range(5))
+  steps = [h["step"] for h in history]
+  assert steps[-1] < 2000 and steps == list(range(10, steps[-1] + 1, 10))
+  best = [h["best_val_loss"] for h in history]
+  assert all(b <= a + 1e-6 for a, b in zip(best, best[1:]))
+  # Each member keeps its own best: their mean is at most the best mean of one evaluation.
+  assert best[-1] <= min(h["val_loss"] for h in history) + 1e-6

@@ -1,0 +1,119 @@
+"""Reporting of simulation results: tables, summaries and plots for the experiment binaries.
+
+Rows come from `tarch.evaluate.fold_rows` (one per held-out task x method), with the swept
+hyperparameters and the seed as extra columns for sweeps.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+
+from tarch import evaluate
+
+
+def loto_summary(results: pd.DataFrame) -> dict:
+  """`loto_summary.json` content: per-method means over held-out tasks."""
+  methods = {}
+  for method in evaluate.METHODS:
+    sub = results[results["method"] == method]
+    if len(sub):
+      methods[method] = {
+          "mean_normalized_regret": float(sub["normalized_regret"].mean()),
+          "mean_percentile": float(sub["percentile"].mean()),
+          "num_tasks": len(sub),
+      }
+  return {"methods": methods}
+
+
+def sweep_summary(results: pd.DataFrame, swept: list[str]) -> dict:
+  """`sweep_summary.json` content: for each swept configuration and method, the mean normalised
+  regret over all its simulations, the standard error over held-out tasks of the seed-averaged
+  regret (NaN with one task) and the number of simulations."""
+  configs = []
+  groups = results.groupby(swept, sort=False) if swept else [((), results)]
+  for values, sub in groups:
+    values = values if isinstance(values, tuple) else (values,)
+    methods = {}
+    for method in evaluate.METHODS:
+      m = sub[sub["method"] == method]
+      if not len(m):
+        continue
+      per_task = m.groupby("task")["normalized_regret"].mean().to_numpy()
+      se = (float(per_task.std(ddof=1) / np.sqrt(len(per_task))) if len(per_task) > 1
+            else float("nan"))
+      methods[method] = {"mean_normalized_regret": float(m["normalized_regret"].mean()),
+                         "se": se, "num_simulations": int(len(m))}
+    configs.append({"config": {k: _plain(v) for k, v in zip(swept, values)}, "methods": methods})
+  return {"configs": configs}
+
+
+def _plain(value):
+  return value.item() if hasattr(value, "item") else value
+
+
+def format_table(results: pd.DataFrame) -> str:
+  """Methods x metrics (means over tasks, and median trials-to-match), best regret first."""
+  table = results.groupby("method", sort=False).agg(
+      normalized_regret=("normalized_regret", "mean"),
+      percentile=("percentile", "mean"),
+      median_trials_to_match=("trials_to_match", "median"),
+      tasks=("task", "nunique"))
+  return table.sort_values("normalized_regret").to_string(float_format=lambda x: f"{x:.3f}")
+
+
+def _save(fig, path: str) -> None:
+  import matplotlib.pyplot as plt
+
+  fig.tight_layout()
+  tmp = f"{path}.tmp{os.getpid()}.png"
+  fig.savefig(tmp, dpi=120)
+  plt.close(fig)
+  os.replace(tmp, path)
+
+
+def _pyplot():
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def plot_regret(results: pd.DataFrame, path: str) -> None:
+  """Bar chart of mean normalised regret per method, each task's regret as a dot."""
+  plt = _pyplot()
+  order = (results.groupby("method")["normalized_regret"].mean().sort_values().index.tolist())
+  fig, ax = plt.subplots(figsize=(8, 4))
+  means = [results.loc[results.method == m, "normalized_regret"].mean() for m in order]
+  ax.bar(range(len(order)), means, color=["C1" if m.startswith("tarch") else "C0" for m in order])
+  for i, m in enumerate(order):
+    y = results.loc[results.method == m, "normalized_regret"].to_numpy()
+    ax.scatter(np.full(len(y), i) + np.linspace(-0.2, 0.2, len(y)), y, s=8, color="k", zorder=3)
+  ax.set_xticks(range(len(order)), order, rotation=30, ha="right")
+  ax.set_ylabel("normalised regret (lower is better)")
+  ax.axhline(1.0, color="gray", lw=0.8, ls="--")
+  ax.set_title(f"Leave-one-task-out over {results.task.nunique()} tasks")
+  _save(fig, path)
+
+
+def plot_sweep(summary: dict, path: str) -> None:
+  """Mean normalised regret (+- standard error) of each method for each swept configuration."""
+  plt = _pyplot()
+  configs = summary["configs"]
+  methods = [m for m in evaluate.METHODS if m != "oracle" and m in configs[0]["methods"]]
+  fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(configs) * len(methods) / 4), 4))
+  width = 0.8 / len(methods)
+  for j, method in enumerate(methods):
+    mean = [c["methods"][method]["mean_normalized_regret"] for c in configs]
+    se = [np.nan_to_num(c["methods"][method]["se"]) for c in configs]
+    ax.bar(np.arange(len(configs)) + j * width, mean, width, yerr=se, label=method,
+           color=f"C{j}")
+  labels = [", ".join(f"{k}={v:g}" for k, v in c["config"].items()) or "default"
+            for c in configs]
+  ax.set_xticks(np.arange(len(configs)) + 0.4 - width / 2, labels, rotation=20, ha="right")
+  ax.set_ylabel("normalised regret (lower is better)")
+  ax.legend(fontsize=7, ncol=2)
+  ax.set_title("Sweep: mean over held-out tasks and seeds (+- SE over tasks)")
+  _save(fig, path)

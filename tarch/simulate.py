@@ -1,0 +1,163 @@
+"""A task simulation: one leave-one-task-out fold, end to end, as one pure function.
+
+`simulate(static, dyn, data, task)` meta-trains the value-network ensemble on every task but
+`task` (a mask, so every fold has the same shapes), chooses the ranker on held-out training
+tasks (`tarch.ranker`), lets every method pick an architecture from the held-out task's pool
+(the architectures evaluated on it; their scores hidden) using only its meta-features, and
+scores each pick by the task's test scores. It is a function of device arrays, a task index and
+the dynamic hyperparameters (`dyn`, including the seed), so `tarch.sweep` `jax.vmap`s it over
+held-out tasks x seeds x hyperparameter values and shards that axis over devices; the static
+part (shapes, ensemble size, loss kind, network layout) is one hashable `Static`.
+
+Methods (`METHODS`), judged on the held-out task's `test_score`:
+- `tarch`: gradient ascent through V restricted to the pool (`tarch.infer.infer_arrays`), or
+  the pool ranked by the task kernel when `tarch.ranker` chose it;
+- `tarch_rank`: the chosen ranker scores the whole pool, its best is taken;
+- `best_on_average`: the best mean per-task percentile over the training tasks;
+- `knn`: the best of the training task nearest in standardised meta-features;
+- `task_kernel`: the best kernel-weighted mean percentile (bandwidth chosen on training tasks);
+- `oracle`: the pool's best test score.
+Random search (`random_k`) does not pick; its exact expectation is computed on the host
+(`tarch.metrics.random_k_expected`) by the reporting layer.
+
+Shape letters: T tasks, A architectures, F meta-features, E encoding width, K methods.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tarch import baselines, hparams, infer, meta_train, ranker, tables
+from tarch import runs as runs_lib
+from tarch import value_net as vn
+from tarch.space import Space
+
+METHODS = ("tarch", "tarch_rank", "best_on_average", "knn", "task_kernel", "oracle")
+
+
+@dataclasses.dataclass(frozen=True)
+class Static:
+  """The static part of a simulation: hashable, a static argument of the compiled program."""
+
+  space: Space
+  value_net: vn.ValueNetConfig  # with the space's encoding layout
+  train: meta_train.TrainConfig  # static part (`hparams.split`)
+  infer: infer.InferConfig  # static part
+
+
+def split(space: Space, net: vn.ValueNetConfig, train: meta_train.TrainConfig,
+          infer_config: infer.InferConfig) -> tuple[Static, dict]:
+  """(`Static`, dyn) of full library configs; dyn is `{"train": {...}, "infer": {...}}`."""
+  train_static, train_dyn = hparams.split(train)
+  infer_static, infer_dyn = hparams.split(infer_config)
+  return (Static(space, meta_train.with_layout(net, space), train_static, infer_static),
+          {"train": train_dyn, "infer": infer_dyn})
+
+
+class Data(flax.struct.PyTreeNode):
+  """Fold-independent device arrays of one meta-dataset."""
+
+  train: meta_train.TrainData
+  table: tables.PercentileTable
+  test_TxA: jax.Array  # float32 test score minus the task's best (0 is the best; masked by
+  # table.evaluated_TxA)
+
+  @classmethod
+  def build(cls, ds: runs_lib.MetaDataset, target: str) -> Data:
+    test = np.zeros((ds.num_tasks, ds.num_archs))
+    test[ds.task_R, ds.arch_R] = ds.test_score_R
+    best_T = np.full(ds.num_tasks, -np.inf)
+    np.maximum.at(best_T, ds.task_R, ds.test_score_R)
+    # Shifted in float64 before the cast, so that float32 keeps the differences that regret
+    # and percentile are made of, whatever the scores' offset.
+    return cls(train=meta_train.prepare_data(ds, target), table=tables.PercentileTable.build(ds),
+               test_TxA=jnp.asarray(test - best_T[:, None], jnp.float32))
+
+
+class Result(flax.struct.PyTreeNode):
+  """One simulation's outcome; the `_K` fields follow `METHODS`."""
+
+  pick_K: jax.Array  # int32 architecture index (into the meta-dataset) of each method's pick
+  regret_K: jax.Array  # float32 normalised regret of the pick on the held-out task
+  percentile_K: jax.Array  # float32 fraction of the pool with test score <= the pick's
+  predicted_K: jax.Array  # float32 the ranker's score of the pick (NaN for non-tarch methods)
+  use_kernel: jax.Array  # bool: tarch ranked by the task kernel
+  bandwidth: jax.Array  # float32 the task kernel's relative bandwidth (inf: equal weights)
+  train_steps: jax.Array  # int32 optimiser steps run before early stopping
+  best_val_loss: jax.Array  # float32 mean over members of the best early-stopping metric
+  task_effect_scale: jax.Array  # float32 shrinkage chosen for the meta-feature term
+  interaction_scale: jax.Array  # float32 ... and for the interaction term
+
+
+def regret_and_percentile(chosen, test_A, pool_A):
+  """Normalised regret and percentile (`tarch.metrics`' definitions) of chosen test scores,
+  given the pool's test scores shifted so that its best is 0."""
+  t = jnp.where(pool_A, test_A, jnp.nan)
+  median, worst = jnp.nanmedian(t), jnp.nanmin(t)
+  regret = jnp.abs(jnp.where(  # >= 0 by construction; abs turns -0.0 into 0.0
+      median < 0, chosen / median,
+      # Degenerate pool (at least half of it ties at the best): shortfalls scaled by the range.
+      jnp.where(worst < 0, jnp.where(chosen >= 0, 0.0, chosen / worst), 0.0)))
+  percentile = jnp.sum(pool_A & (test_A <= chosen[..., None]), -1) / pool_A.sum()
+  return regret, percentile
+
+
+def simulate(static: Static, dyn: dict, data: Data, task: jax.Array) -> Result:
+  """One leave-one-task-out fold with `task` held out (pure; jit, vmap and shard it)."""
+  num_tasks = data.test_TxA.shape[0]
+  mask_T = jnp.arange(num_tasks) != task
+  key = jax.random.fold_in(jax.random.key(dyn["train"]["seed"]), task)
+  k_train, k_infer = jax.random.split(key)
+  model, report = meta_train.train(static.value_net, static.train, dyn["train"], data.train,
+                                   mask_T, k_train)
+  features_TxF = data.train.features_TxF
+  model, choice = ranker.choose(model, data.table, features_TxF, mask_T, report.held_MxT,
+                                dyn["train"]["top_quantile"], enabled=static.train.task_kernel)
+  pool_A = data.table.evaluated_TxA[task]
+  features_F = features_TxF[task]
+  enc_AxE = data.train.enc_AxE
+
+  value_A = vn.lower_bound(
+      vn.apply_embedded(model.config, model.params, model.task_embeddings(features_F), enc_AxE),
+      dyn["infer"]["pessimism"])
+  kernel_A = model.kernel_scores(features_F)
+  score_A = jnp.where(model.use_kernel, kernel_A, value_A)
+  _, _, rows, valid = infer.infer_arrays(
+      static.space, static.infer, dyn["infer"], model, features_F, k_infer, enc_AxE, pool_A,
+      enc_AxE, pool_A)
+  rank_pick = baselines.best_in_pool(score_A, pool_A)
+  ascent_pick = jnp.where(valid[0], rows[0], rank_pick).astype(jnp.int32)
+
+  z_TxF = model.scaler.standardize(features_TxF)
+  picks = {
+      "tarch": jnp.where(model.use_kernel, rank_pick, ascent_pick),
+      "tarch_rank": rank_pick,
+      "best_on_average": baselines.best_on_average(data.table, mask_T, pool_A),
+      "knn": baselines.knn(data.table, z_TxF, mask_T, task, pool_A),
+      "task_kernel": baselines.best_in_pool(kernel_A, pool_A),
+      "oracle": baselines.best_in_pool(data.test_TxA[task], pool_A),
+  }
+  pick_K = jnp.stack([picks[m] for m in METHODS])
+  regret_K, percentile_K = regret_and_percentile(data.test_TxA[task][pick_K],
+                                                 data.test_TxA[task], pool_A)
+  is_tarch = jnp.array([m.startswith("tarch") for m in METHODS])
+  return Result(
+      pick_K=pick_K, regret_K=regret_K, percentile_K=percentile_K,
+      predicted_K=jnp.where(is_tarch, score_A[pick_K], jnp.nan), use_kernel=model.use_kernel,
+      bandwidth=choice.bandwidth, train_steps=report.steps,
+      best_val_loss=jnp.nanmin(report.best_val_loss_N),  # non-increasing
+      task_effect_scale=jnp.asarray(model.task_effect_scale, jnp.float32),
+      interaction_scale=jnp.asarray(model.interaction_scale, jnp.float32))
+
+
+simulate_jit = jax.jit(simulate, static_argnums=0)
+
+
+def simulate_batch(static: Static, dyn: dict, data: Data, task_N: jax.Array) -> Result:
+  """`simulate` vmapped over a leading axis of `task_N` and of every leaf of `dyn`."""
+  return jax.vmap(simulate, in_axes=(None, 0, None, 0))(static, dyn, data, task_N)

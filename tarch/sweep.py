@@ -1,0 +1,236 @@
+"""Sweeps: many task simulations as one vmapped batch axis, sharded over every device.
+
+A sweep is held-out tasks x seeds x values of dynamic hyperparameters (`Spec`). Each
+combination is one simulation (`tarch.simulate.simulate`); `run` lays them on one batch axis,
+cuts it into chunks that fit device memory, and runs each chunk as one `jax.vmap`ped,
+jit-compiled program whose batch axis is sharded over a 1-D `jax.sharding.Mesh` of all devices
+(inputs placed with `NamedSharding`; the computation follows them). Chunks are padded to one
+shape, so the whole sweep compiles once. Every finished chunk is written atomically to the
+store directory, keyed by each simulation's identity (task, seed, every dynamic value) and by a
+fingerprint of what else its result depends on (the static config, the data and the source of
+the package: `tarch.fingerprint`), so a rerun, or a larger sweep that contains it, reuses what
+is done. On several hosts each process runs its share of the chunks on its own devices and
+writes its own chunk files.
+
+Sweepable hyperparameters (`SWEEPABLE`): the dynamic fields of `TrainConfig` under their own
+names (V's `learning_rate`, `weight_decay`, ...) and those of `InferConfig` prefixed `infer_`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
+
+from tarch import atomic, fingerprint, hparams, simulate
+from tarch import runs as runs_lib
+from tarch.infer import InferConfig
+from tarch.meta_train import TrainConfig
+
+SWEEPABLE = tuple(n for n in TrainConfig.DYNAMIC if n != "seed") + tuple(
+    f"infer_{n}" for n in InferConfig.DYNAMIC)
+
+
+@dataclasses.dataclass(frozen=True)
+class Spec:
+  """What to simulate: every held-out task x seed x combination of hyperparameter values."""
+
+  tasks: tuple[int, ...]  # held-out task indices
+  seeds: tuple[int, ...] = (0,)
+  grid: tuple[tuple[str, tuple[float, ...]], ...] = ()  # (name in SWEEPABLE, values)
+
+  def __post_init__(self):
+    unknown = [n for n, _ in self.grid if n not in SWEEPABLE]
+    if unknown:
+      raise ValueError(f"cannot sweep {unknown}: sweepable hyperparameters are {list(SWEEPABLE)}"
+                       " (the others fix shapes or the program's structure)")
+    empty = [n for n, values in self.grid if not values]
+    if not self.tasks or not self.seeds or empty:
+      raise ValueError(f"a sweep needs at least one task, seed and value of each swept "
+                       f"hyperparameter (empty: {empty or 'tasks or seeds'})")
+
+  def configs(self) -> list[dict[str, float]]:
+    """Every combination of the grid's values, in grid order."""
+    names = [n for n, _ in self.grid]
+    return [dict(zip(names, values))
+            for values in itertools.product(*[v for _, v in self.grid])]
+
+  def simulations(self) -> list[tuple[dict[str, float], int, int]]:
+    """(config, seed, task) of every simulation: configs outermost, tasks innermost."""
+    return [(c, s, t) for c in self.configs() for s in self.seeds for t in self.tasks]
+
+
+def library_configs(train: TrainConfig, infer_config: InferConfig, config: dict[str, float],
+                    seed: int) -> tuple[TrainConfig, InferConfig]:
+  """`train` and `infer_config` with one sweep point's values (validated by the dataclasses)."""
+  train_values = {n: v for n, v in config.items() if not n.startswith("infer_")}
+  infer_values = {n.removeprefix("infer_"): v for n, v in config.items()
+                  if n.startswith("infer_")}
+  return (dataclasses.replace(train, seed=int(seed), **train_values),
+          dataclasses.replace(infer_config, **infer_values))
+
+
+def data_mesh(devices: Sequence[Any] | None = None) -> Mesh:
+  """A 1-D mesh, axis "batch", over `devices` (default: every local device)."""
+  return Mesh(np.array(jax.local_devices() if devices is None else devices), ("batch",))
+
+
+def _chunks(n: int, chunk_size: int, num_devices: int) -> list[range]:
+  """Balanced chunks of at most about `chunk_size` simulations; their common padded size is a
+  multiple of the device count."""
+  if n == 0:
+    return []
+  count = -(-n // max(chunk_size, 1))
+  size = -(-n // count)
+  return [range(i, min(i + size, n)) for i in range(0, n, size)]
+
+
+def _padded_size(chunks: list[range], num_devices: int) -> int:
+  size = max(len(c) for c in chunks)
+  return -(-size // num_devices) * num_devices
+
+
+def sim_key(task_name: str, seed: int, train: TrainConfig, infer_config: InferConfig) -> str:
+  """A simulation's identity: its task, seed and every dynamic hyperparameter's value."""
+  values = {n: getattr(train, n) for n in TrainConfig.DYNAMIC}
+  values.update({f"infer_{n}": getattr(infer_config, n) for n in InferConfig.DYNAMIC})
+  return json.dumps({"task": task_name, "seed": int(seed), **{
+      k: float(v) for k, v in values.items() if k != "seed"}}, sort_keys=True)
+
+
+@dataclasses.dataclass
+class Outcome:
+  """One finished simulation."""
+
+  config: dict[str, float]  # the swept values
+  seed: int
+  task: int
+  result: simulate.Result  # host arrays
+
+
+def _load_store(store: str, fp: str) -> dict[str, dict]:
+  """Finished simulations in the store with fingerprint `fp`: sim key -> result fields."""
+  done = {}
+  if not os.path.isdir(store):
+    return done
+  for name in sorted(os.listdir(store)):
+    if not name.endswith(".json"):
+      continue
+    try:
+      with open(os.path.join(store, name)) as f:
+        chunk = json.load(f)
+      if chunk.get("fingerprint") != fp:
+        continue
+      for sim in chunk["simulations"]:
+        done[sim["key"]] = sim["result"]
+    except (OSError, ValueError, KeyError, TypeError):
+      continue  # unreadable (a foreign file): recomputed, never trusted
+  return done
+
+
+def _to_json(result_np: simulate.Result, i: int) -> dict:
+  out = {}
+  for field in dataclasses.fields(result_np):
+    value = np.asarray(getattr(result_np, field.name))[i]
+    out[field.name] = value.tolist() if value.ndim else value.item()
+  return out
+
+
+def _from_json(fields: dict) -> simulate.Result:
+  def arr(v):
+    return np.asarray(np.nan if v is None else v) if not isinstance(v, list) else np.asarray(
+        [np.nan if x is None else x for x in v])
+  return simulate.Result(**{k: arr(v) for k, v in fields.items()})
+
+
+def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
+        infer_config: InferConfig, spec: Spec, store: str, chunk_size: int = 32,
+        mesh: Mesh | None = None, progress: Callable[[str], None] | None = print,
+        process_index: int = 0, process_count: int = 1) -> list[Outcome]:
+  """Runs (or resumes) every simulation of `spec`; returns them in `spec.simulations()` order.
+
+  Args:
+    ds: the meta-dataset.
+    static: the static part of the simulation (`simulate.split` of `train`, `infer_config`).
+    train, infer_config: the full configs whose dynamic values the sweep points replace.
+    spec: the sweep.
+    store: directory of finished chunks (created).
+    chunk_size: simulations per compiled call, at most (memory bound); chunks are balanced and
+      padded to one shape, a multiple of the mesh's device count.
+    mesh: the 1-D "batch" mesh to shard over (default: every local device).
+    progress: called with a line after each chunk (simulations done, simulations/s, ETA).
+    process_index, process_count: on several hosts, this process runs chunks i with
+      i % process_count == process_index (and returns only what is in the store).
+  """
+  sims = spec.simulations()
+  configs = [library_configs(train, infer_config, c, s) for c, s, _ in sims]  # validated
+  keys = [sim_key(ds.task_names[t], s, tc, ic) for (c, s, t), (tc, ic) in zip(sims, configs)]
+  for tc, ic in configs:  # every point must share the static part (one compiled program)
+    if simulate.split(ds.space, static.value_net, tc, ic)[0] != static:
+      raise ValueError("sweep points differ in static settings")
+  mesh = data_mesh() if mesh is None else mesh
+  num_devices = mesh.devices.size
+  os.makedirs(store, exist_ok=True)
+  data = simulate.Data.build(ds, train.target)
+  fp = fingerprint.fingerprint(None, repr(static), *_data_parts(ds))
+  done = _load_store(store, fp)
+  pending = [i for i, k in enumerate(keys) if k not in done]
+  chunks = _chunks(len(pending), chunk_size, num_devices)
+  mine = [c for i, c in enumerate(chunks) if i % process_count == process_index]
+  replicated = NamedSharding(mesh, PartitionSpec())
+  batched = NamedSharding(mesh, PartitionSpec("batch"))
+  data = jax.device_put(data, replicated)
+  size = _padded_size(chunks, num_devices) if chunks else 0
+  start, finished = time.perf_counter(), 0
+  if progress is not None and len(done):
+    progress(f"reusing {len(keys) - len(pending)} of {len(keys)} simulations from {store}")
+  for chunk in mine:
+    index = [pending[i] for i in chunk]
+    index += [index[-1]] * (size - len(index))  # padding: repeats, dropped below
+    dyn = [simulate.split(ds.space, static.value_net, *configs[i])[1] for i in index]
+    dyn = jax.tree.map(lambda *x: jnp.stack(x), *dyn)
+    task_N = jnp.asarray([sims[i][2] for i in index], jnp.int32)
+    result = _BATCH(static, jax.device_put(dyn, batched), data,
+                    jax.device_put(task_N, batched))
+    result = jax.device_get(result)
+    real = len(chunk)
+    records = [{"key": keys[index[j]], "result": _to_json(result, j)} for j in range(real)]
+    name = hashlib.sha1("\n".join(r["key"] for r in records).encode()).hexdigest()[:16]
+    atomic.atomic_write_json(os.path.join(store, f"chunk-{name}.json"),
+                             {"fingerprint": fp, "simulations": records})
+    for r in records:
+      done[r["key"]] = r["result"]
+    finished += real
+    if progress is not None:
+      elapsed = time.perf_counter() - start
+      rate = finished / elapsed
+      todo = sum(len(c) for c in mine) - finished
+      progress(f"[{len(keys) - len(pending) + finished}/{len(keys)}] simulations done, "
+               f"{rate:.2f} simulations/s, ETA {todo / rate:.0f}s")
+  return [Outcome(config=c, seed=s, task=t, result=_from_json(done[k]))
+          for (c, s, t), k in zip(sims, keys) if k in done]
+
+
+_BATCH = jax.jit(simulate.simulate_batch, static_argnums=0)
+
+
+def _data_parts(ds: runs_lib.MetaDataset) -> list:
+  """What a simulation reads from the meta-dataset."""
+  return [json.dumps(ds.space.to_dict(), sort_keys=True), "\n".join(ds.arch_keys),
+          "\n".join(ds.task_names), ds.features_TxF, ds.enc_AxE, ds.task_R, ds.arch_R, ds.score_R,
+          ds.test_score_R]
+
+
+def compiled_programs() -> int:
+  """How many programs the sweep's batched simulation has compiled in this process."""
+  return _BATCH._cache_size()

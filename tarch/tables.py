@@ -1,0 +1,123 @@
+"""Per-task percentile tables: every task's results as a dense `[T, A]` array, jit-friendly.
+
+Scores are not comparable across tasks, percentiles within a task are. The table baselines
+(`best_on_average`, `knn`), the task-kernel ranker (`tarch.task_kernel`) and its
+leave-one-task-out bandwidth choice all score an architecture by a weighted mean, over tasks, of
+its percentile on each task. With the table dense, that is one matrix-vector product for any
+weights, so every such score is a pure function of device arrays that `jax.vmap` batches over
+held-out tasks, seeds and bandwidths.
+
+Not every task evaluates every architecture (a benchmark task run on a subset of operations, or
+tasks that each sampled their own configurations). `pct_TxA[t, a]` is then the percentile, on
+t, of the architectures evaluated on t nearest to a in encoding space (the mean over ties), and
+`evaluated_TxA` says which entries were measured. A weighted score uses the measured entries of
+an architecture where any weighted task measured it, and the nearest-neighbour entries of every
+weighted task only where none did.
+
+Shape letters: T tasks, A architectures of the meta-dataset, E encoding width, R results.
+"""
+
+from __future__ import annotations
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tarch import normalize
+from tarch import runs as runs_lib
+
+# Rows of unevaluated architectures whose nearest evaluated ones are searched per block, so that
+# no distance matrix larger than [_NEAREST_BLOCK, evaluated] is formed.
+_NEAREST_BLOCK = 2048
+
+
+class PercentileTable(flax.struct.PyTreeNode):
+  """Every task's per-task percentiles over all architectures of a meta-dataset."""
+
+  pct_TxA: jax.Array  # float32 percentile in (0, 1] (nearest evaluated where not evaluated)
+  evaluated_TxA: jax.Array  # bool: architecture a was evaluated on task t
+  enc_AxE: jax.Array  # float32 encodings of the architectures
+
+  @classmethod
+  def build(cls, ds: runs_lib.MetaDataset) -> PercentileTable:
+    """From a meta-dataset (host work, once per meta-dataset)."""
+    pct_R = normalize.normalize_scores(ds.score_R, ds.task_R, ds.num_tasks, "percentile")
+    return cls.from_results(ds.task_R, ds.arch_R, pct_R, ds.enc_AxE, ds.num_tasks)
+
+  @classmethod
+  def from_results(cls, task_R, arch_R, pct_R, enc_AxE, num_tasks: int) -> PercentileTable:
+    """From flat results (each (task, architecture) at most once) and the encodings."""
+    task_R, arch_R = np.asarray(task_R, np.int64), np.asarray(arch_R, np.int64)
+    enc_AxE = np.asarray(enc_AxE, np.float32)
+    num_archs = enc_AxE.shape[0]
+    pct = np.zeros((num_tasks, num_archs), np.float32)
+    evaluated = np.zeros((num_tasks, num_archs), bool)
+    pct[task_R, arch_R] = pct_R
+    evaluated[task_R, arch_R] = True
+    sq_A = (enc_AxE.astype(np.float64) ** 2).sum(1)
+    for t in range(num_tasks):
+      seen = np.flatnonzero(evaluated[t])
+      unseen = np.flatnonzero(~evaluated[t])
+      if seen.size == 0 or unseen.size == 0:
+        continue
+      seen_enc = enc_AxE[seen].astype(np.float64)
+      for block in np.array_split(unseen, -(-unseen.size // _NEAREST_BLOCK)):
+        # Squared distances (clipped at 0 against rounding), ties within 1e-9 averaged.
+        d = np.maximum(sq_A[block, None] + sq_A[None, seen] - 2 * enc_AxE[block] @ seen_enc.T,
+                       0.0)
+        tie = d <= d.min(1, keepdims=True) + 1e-9
+        pct[t, block] = (tie * pct[t, seen]).sum(1) / tie.sum(1)
+    return cls(pct_TxA=jnp.asarray(pct), evaluated_TxA=jnp.asarray(evaluated),
+               enc_AxE=jnp.asarray(enc_AxE))
+
+  @property
+  def num_tasks(self) -> int:
+    return self.pct_TxA.shape[0]
+
+  def scores(self, weight_T: jax.Array) -> jax.Array:
+    """Weighted mean percentile `[A]` of every architecture, for non-negative `weight_T`.
+
+    Over the weighted tasks that evaluated the architecture; where none did, over every
+    weighted task's nearest evaluated architectures. Weights need not sum to one.
+    """
+    weight_T = jnp.asarray(weight_T, jnp.float32)
+    measured_TxA = jnp.where(self.evaluated_TxA, self.pct_TxA, 0.0)
+    mass_A = weight_T @ self.evaluated_TxA.astype(jnp.float32)
+    direct_A = (weight_T @ measured_TxA) / jnp.maximum(mass_A, 1e-30)
+    filled_A = (weight_T @ self.pct_TxA) / jnp.maximum(weight_T.sum(), 1e-30)
+    return jnp.where(mass_A > 0, direct_A, filled_A)
+
+
+def top_quantile_mean(score_A: jax.Array, value_A: jax.Array, member_A: jax.Array,
+                      top_quantile: jax.Array) -> jax.Array:
+  """Mean of `value_A` over the `top_quantile` fraction (at least one) of the members
+  (`member_A` true) that `score_A` ranks highest: how good a pick by `score_A` is.
+
+  The count round(top_quantile * members) may be traced, so every member is ranked once (ties
+  keep index order) and the top ones are averaged through a mask. NaN without members.
+  """
+  n = member_A.sum()
+  k = jnp.maximum(1, jnp.round(top_quantile * n)).astype(jnp.int32)
+  order = jnp.argsort(jnp.where(member_A, -score_A, jnp.inf), stable=True)
+  take = jnp.arange(score_A.shape[0]) < k
+  mean = jnp.sum(jnp.where(take, value_A[order], 0.0)) / k.astype(value_A.dtype)
+  return jnp.where(n > 0, mean, jnp.nan)
+
+
+def table_rows(enc_AxE, candidates_CxE) -> np.ndarray:
+  """Row of `enc_AxE` of each candidate (host): the equal one, else the nearest (int64 `[C]`).
+
+  Table architectures are looked up exactly; only the others are searched, in blocks.
+  """
+  enc_AxE = np.asarray(enc_AxE, np.float32)
+  candidates = np.asarray(candidates_CxE, np.float32)
+  index = {row.tobytes(): a for a, row in enumerate(enc_AxE)}
+  rows = np.array([index.get(row.tobytes(), -1) for row in candidates], np.int64)
+  missing = np.flatnonzero(rows < 0)
+  if missing.size:
+    sq_A = (enc_AxE.astype(np.float64) ** 2).sum(1)
+    for block in np.array_split(missing, -(-missing.size // _NEAREST_BLOCK)):
+      d = sq_A[None] - 2 * candidates[block].astype(np.float64) @ enc_AxE.T.astype(np.float64)
+      rows[block] = np.argmin(d, axis=1)
+  return rows
