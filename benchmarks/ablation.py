@@ -38,6 +38,8 @@ VARIANTS = {
     "no_early_stop": ("no held-out tasks: stopping and shrinkage judged on training pairs",
                       {"train.holdout_tasks": 0, "train.patience": 10**6}),
     "pessimism": ("rank by mean - 1 std of the ensemble", {"infer.pessimism": 1.0}),
+    "ensemble_ascent": ("every restart ascends the ensemble mean, not one member's V",
+                        {"infer.ascent": "ensemble"}),
     "no_support": ("ascent without the pull toward the pool's members",
                    {"infer.support_weight": 0.0}),
     "no_task_kernel": ("V always ranks: the task-kernel ranker is not considered",

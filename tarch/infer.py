@@ -61,6 +61,9 @@ class InferConfig:
   support_weight: float = 0.3  # weight of the support set's log-density in the ascent
   # objective, in standard deviations of V over the support (see `_support_objective`)
   support_members: int = 256  # the density is over this many support members, V's best
+  ascent: str = "members"  # "members": each ensemble member ascends its own V from its share
+  # of the restarts; "ensemble": every restart ascends the ensemble's objective (M times the
+  # work per step). Either way the candidates are ranked by the ensemble.
 
   def __post_init__(self):
     checks = {
@@ -71,6 +74,7 @@ class InferConfig:
         "pool_neighbours >= 1": self.pool_neighbours >= 1, "pessimism >= 0": self.pessimism >= 0,
         "support_weight >= 0": self.support_weight >= 0,
         "support_members >= 1": self.support_members >= 1,
+        "ascent in ('members', 'ensemble')": self.ascent in ("members", "ensemble"),
     }
     failed = [name for name, ok in checks.items() if not ok]
     if failed:
@@ -141,14 +145,46 @@ def infer_arrays(space: Space, infer_config: InferConfig, dyn: dict, model: Valu
   def value_N(enc_NxE):
     return vn.lower_bound(vn.apply_fused(model.config, fused, g_MxD, enc_NxE), pessimism)
 
-  objective = lambda enc_E: value_N(enc_E[None])[0]
+  support = None
   if support_SxE is not None:
     if support_mask_S is None:
       support_mask_S = jnp.ones(support_SxE.shape[0], bool)
     support = _support_objective(infer_config, value_N, support_SxE, support_mask_S)
-    objective = functools.partial(_with_support, value_N, support, dyn["support_weight"])
-  relaxed_RxE = jax.vmap(lambda theta_E: _ascend(
-      objective, infer_config, dyn, theta_E, bias_E, space.relax))(theta_RxE)
+
+  def ascend_all(objective, theta_NxE):
+    return jax.vmap(lambda theta_E: _ascend(
+        objective, infer_config, dyn, theta_E, bias_E, space.relax))(theta_NxE)
+
+  if infer_config.ascent == "ensemble":
+    objective = lambda enc_E: value_N(enc_E[None])[0]
+    if support is not None:
+      objective = functools.partial(_with_support, objective, support, dyn["support_weight"])
+    relaxed_RxE = ascend_all(objective, theta_RxE)
+  else:
+    # Each member ascends its own V from its share of the starts (ceil(R / M) each): M times
+    # less work per step than the ensemble mean, and optima as diverse as the members are;
+    # every candidate is then ranked by the ensemble below.
+    m = g_MxD.shape[0]
+    per = -(-r // m)
+    theta_MxNxE = dyn["init_scale"] * jax.random.normal(key, (m, per, space.dim))
+    net = vn.ValueNet(model.config)
+    scale_M = None
+    if support is not None:
+      value_MxS = vn.apply_fused(model.config, fused, g_MxD, support[0])
+      scale_M = jnp.sqrt(jnp.sum(jnp.where(support[1], (
+          value_MxS - value_MxS.mean(1, keepdims=True, where=support[1]))**2, 0.0), 1)
+          / jnp.maximum(support[1].sum(), 1)) + 1e-6
+
+    def member(params, g_D, scale, theta_NxE):
+      objective = lambda enc_E: net.apply(params, g_D, enc_E, method=vn.ValueNet.value)
+      if support is not None:
+        objective = functools.partial(_with_support, objective, support, dyn["support_weight"],
+                                      scale=scale)
+      return ascend_all(objective, theta_NxE)
+
+    relaxed_RxE = jax.vmap(member)(model.params, g_MxD, scale_M, theta_MxNxE).reshape(
+        -1, space.dim)
+    r = relaxed_RxE.shape[0]
 
   if pool_PxE is None:
     cand_CxE = space.discretize(relaxed_RxE)
@@ -175,12 +211,13 @@ def infer_arrays(space: Space, infer_config: InferConfig, dyn: dict, model: Valu
 _infer_jit = jax.jit(infer_arrays, static_argnames=("space", "infer_config"))
 
 
-def _with_support(value_N, support, weight, enc_E):
-  """The ascent objective with the support term: `V / value_scale + weight * log_density`."""
+def _with_support(value, support, weight, enc_E, scale=None):
+  """The ascent objective with the support term: `value / scale + weight * log_density`
+  (`scale`: default the support's, `_support_objective`)."""
   support_SxE, member_S, value_scale, bandwidth = support
   sq_S = jnp.sum((support_SxE - enc_E) ** 2, -1)
   log_density = jax.nn.logsumexp(jnp.where(member_S, -0.5 * sq_S / bandwidth**2, -jnp.inf))
-  return value_N(enc_E[None])[0] / value_scale + weight * log_density
+  return value(enc_E) / (value_scale if scale is None else scale) + weight * log_density
 
 
 def _support_objective(infer_config: InferConfig, value_N, support_SxE, member_S):

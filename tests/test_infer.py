@@ -184,7 +184,8 @@ def test_support_term_trades_value_for_support_density(synthetic_ds, model):
   def ascend(weight):
     config = dataclasses.replace(CONFIG, num_steps=200, support_weight=weight)
     term = infer_lib._support_objective(config, _value_n(model, g), support, members)
-    objective = functools.partial(infer_lib._with_support, _value_n(model, g), term, weight)
+    value = lambda enc_E: _value_n(model, g)(enc_E[None])[0]
+    objective = functools.partial(infer_lib._with_support, value, term, weight)
     optimum = jax.vmap(lambda th: infer_lib._ascend(
         objective, config, _dyn(config), th, jnp.zeros(space.dim), space.relax))(theta)
     value = np.asarray(jax.vmap(lambda enc: model.value(mf, enc))(optimum))
