@@ -7,8 +7,10 @@ Builds the tasks (`config.tasks`), samples `config.num_architectures` architectu
 family (`tarch.child`) once, and trains every (task, architecture, seed) triple, many at a time
 in one vmapped program per batch (`tarch.child.batch_plan`). Writes into the workdir:
 
-  generate/plan.json            what the run computes (config and code version); a rerun with
-                                another config refuses to mix results into this workdir
+  generate/plan.json            the run's fingerprint (the config, the tasks' data and tarch's
+                                source code, `tarch.fingerprint`) and the config; a rerun with
+                                another config, other data or changed code refuses to mix its
+                                results into this workdir
   generate/batches/NNNNN.parquet  one finished batch each, written atomically; a rerun (after a
                                 kill, say) trains only the batches that are missing
   meta_dataset/                 space.json, runs.parquet, tasks.csv (see README), written once
@@ -24,7 +26,6 @@ that learned nothing gets), never NaN, and `failure` names the step.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import pathlib
@@ -41,9 +42,9 @@ import pandas as pd
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-import tarch
 from experiments.configs.offline import child_config
 from tarch import child
+from tarch import fingerprint as fingerprint_lib
 from tarch import runs as runs_lib
 from tarch import tasks as tasks_lib
 
@@ -58,10 +59,6 @@ def define_flags() -> None:
       "Offline config file (append :small for the seconds-long variant).")
   flags.DEFINE_string("workdir", None, "Directory for results; reruns resume here.")
   flags.mark_flag_as_required("workdir")
-
-# Bump when what a batch computes changes, so that older batches are not mixed with new ones.
-_BATCH_FORMAT = 2  # 2: dropout masks drawn per unit
-
 
 def build_tasks(config: ml_collections.ConfigDict) -> list[tasks_lib.Task]:
   """The tasks of `config.tasks`."""
@@ -111,14 +108,11 @@ class Plan:
     return len(self.task_M)
 
   def fingerprint(self, config: ml_collections.ConfigDict) -> str:
-    h = hashlib.sha256(config.to_json(sort_keys=True).encode())
-    h.update(f"tarch {tarch.__version__} batch format {_BATCH_FORMAT}".encode())
+    """What the batches compute: the config, the tasks' data and tarch's source code."""
     padded = self.padded
-    h.update("\n".join(padded.names).encode())
-    for array in (padded.x_TxNxD, padded.y_TxN, padded.train_TxN, padded.val_TxN,
-                  padded.test_TxN, padded.feature_TxD):
-      h.update(np.ascontiguousarray(array).tobytes())
-    return h.hexdigest()[:16]
+    return fingerprint_lib.fingerprint(
+        config, "\n".join(padded.names), padded.x_TxNxD, padded.y_TxN, padded.train_TxN,
+        padded.val_TxN, padded.test_TxN, padded.feature_TxD)
 
   def train_batch(self, data: child.TaskData, index: int) -> pd.DataFrame:
     """Trains batch `index`; returns its rows of the runs table (plus `model`, the model id)."""
@@ -178,7 +172,7 @@ def _check_plan(workdir: str, fingerprint: str, config: ml_collections.ConfigDic
       found = json.load(f).get("fingerprint")
     if found != fingerprint:
       raise ValueError(
-          f"{workdir} holds a generation run with another config, data or tarch version "
+          f"{workdir} holds a generation run with another config, data or tarch source "
           f"(plan {found}, now {fingerprint}); use a new --workdir, or delete "
           f"{os.path.join(workdir, 'generate')} to start over")
     return

@@ -12,6 +12,7 @@ import pytest
 
 from experiments import generate
 from experiments.configs.offline import get_config
+from tarch import fingerprint
 from tarch import runs as runs_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -55,6 +56,13 @@ def test_another_config_in_the_same_workdir_is_refused(tmp_path, tiny_offline_co
   other.seed = 1
   with pytest.raises(ValueError, match="another config"):
     generate.run(other, str(tmp_path), progress=lambda _: None)
+
+
+def test_a_plan_of_other_source_code_is_refused(tmp_path, tiny_offline_config, monkeypatch):
+  generate.run(tiny_offline_config(), str(tmp_path), progress=lambda _: None)
+  monkeypatch.setattr(fingerprint, "source_digest", lambda package="tarch": "edited")
+  with pytest.raises(ValueError, match="tarch source"):
+    generate.run(tiny_offline_config(), str(tmp_path), progress=lambda _: None)
 
 
 def test_sigkill_then_rerun_loses_and_duplicates_nothing(tmp_path):
