@@ -3,14 +3,14 @@ r"""Offline phase: train many architectures on many related tasks and keep every
   python -m experiments.generate --config=experiments/configs/offline.py --workdir=DIR
   python -m experiments.generate --config=experiments/configs/offline.py:small --workdir=DIR
 
-Builds the tasks (`config.tasks`), samples `config.num_architectures` architectures of the MLP
-family (`tarch.child`) once, and trains every (task, architecture, seed) triple, many at a time
-in one vmapped program per batch (`tarch.child.batch_plan`). Writes into the workdir:
+Builds the tasks (`config.tasks`) and the plan of the run (`tarch.generation.Plan`: the
+architectures of the MLP family (`tarch.child`), sampled once, and every (task, architecture,
+seed) triple, in batches trained by one vmapped program each). Writes into the workdir:
 
-  generate/plan.json            the run's fingerprint (the config, the tasks' data and tarch's
-                                source code, `tarch.fingerprint`) and the config; a rerun with
-                                another config, other data or changed code refuses to mix its
-                                results into this workdir
+  generate/plan.json            the plan's fingerprint (`Plan.fingerprint`: its settings, the
+                                tasks' data and tarch's source code) and the config; a rerun
+                                that would compute other results (another config, other data,
+                                changed code) refuses to mix them into this workdir
   generate/batches/NNNNN.parquet  one finished batch each, written atomically; a rerun (after a
                                 kill, say) trains only the batches that are missing
   meta_dataset/                 space.json, runs.parquet, tasks.csv (see README), written once
@@ -34,8 +34,6 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
-import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pandas as pd
@@ -43,8 +41,7 @@ from absl import app, flags, logging
 from ml_collections import config_flags
 
 from experiments.configs.offline import child_config
-from tarch import child
-from tarch import fingerprint as fingerprint_lib
+from tarch import generation
 from tarch import runs as runs_lib
 from tarch import tasks as tasks_lib
 
@@ -72,78 +69,12 @@ def build_tasks(config: ml_collections.ConfigDict) -> list[tasks_lib.Task]:
   raise ValueError(f"config.tasks.source must be 'offline' or 'tfds', got {spec.source!r}")
 
 
-class Plan:
-  """Every model of a run, in a fixed order, and the batches that train them.
-
-  Model m trains architecture `arch_M[m]` on task `task_M[m]` with seed index `seed_M[m]`;
-  models are numbered task-major, then architecture, then seed.
-  """
-
-  def __init__(self, config: ml_collections.ConfigDict, tasks: list[tasks_lib.Task]):
-    if config.num_architectures < 1 or config.num_seeds < 1:
-      raise ValueError("config.num_architectures and config.num_seeds must be >= 1")
-    self.child = child_config(config)
-    self.space = self.child.space
-    self.padded = tasks_lib.pad_tasks(tasks)
-    enc = self.space.sample(jax.random.key(config.seed), config.num_architectures)
-    self.archs = self.space.decode_many(np.asarray(enc))
-    t, a, s = np.meshgrid(np.arange(len(tasks)), np.arange(len(self.archs)),
-                          np.arange(config.num_seeds), indexing="ij")
-    self.task_M, self.arch_M, self.seed_M = t.ravel(), a.ravel(), s.ravel()
-    self.hp = child.hyperparams([self.archs[i] for i in self.arch_M])
-    self.batches = child.batch_plan(self.child, self.hp.width, config.batch_models)
-    self.batch_models = config.batch_models
-    base_key = jax.random.key(config.seed + 1)
-    self.key_M = jax.vmap(lambda m: jax.random.fold_in(base_key, m))(jnp.arange(len(self.task_M)))
-
-  def batch_cost(self, index: int) -> float:
-    """Relative compute of batch `index`: its models times the multiply-adds of one example at
-    the padded shapes (an ETA that counts models alone is wrong when widths differ)."""
-    width, members = self.batches[index]
-    return len(members) * float(child.multiply_adds(
-        self.child.max_layers, width, self.padded.x_TxNxD.shape[2], self.padded.num_classes))
-
-  @property
-  def num_models(self) -> int:
-    return len(self.task_M)
-
-  def fingerprint(self, config: ml_collections.ConfigDict) -> str:
-    """What the batches compute: the config, the tasks' data and tarch's source code."""
-    padded = self.padded
-    return fingerprint_lib.fingerprint(
-        config, "\n".join(padded.names), padded.x_TxNxD, padded.y_TxN, padded.train_TxN,
-        padded.val_TxN, padded.test_TxN, padded.feature_TxD)
-
-  def train_batch(self, data: child.TaskData, index: int) -> pd.DataFrame:
-    """Trains batch `index`; returns its rows of the runs table (plus `model`, the model id)."""
-    width, members = self.batches[index]
-    result = child.train_batch(self.child, data, self.hp, self.task_M, self.key_M, members,
-                               width, self.batch_models)
-    return self._rows(members, result)
-
-  def _rows(self, members: np.ndarray, result: child.Result) -> pd.DataFrame:
-    task = self.task_M[members]
-    padded = self.padded
-    failed = result.failed_step >= 0
-    floor_val, floor_test = tasks_lib.majority_accuracy(padded)
-    hp = jax.tree.map(lambda x: x[members], self.hp)
-    features = padded.feature_TxD.sum(1)[task]
-    classes = padded.classes_T[task]
-    rows = {"model": members, "task": [padded.names[t] for t in task]}
-    for name in self.space.names:
-      rows[name] = [self.archs[a][name] for a in self.arch_M[members]]
-    rows.update({
-        "seed": self.seed_M[members],
-        "score": np.where(failed, floor_val[task], result.val_accuracy).astype(np.float64),
-        "test_score": np.where(failed, floor_test[task], result.test_accuracy).astype(np.float64),
-        "cost": child.parameter_count(hp, features, classes).astype(np.float64),
-        "train_flops": child.training_flops(self.child, hp, features, classes).astype(np.float64),
-        "train_loss": np.where(failed, np.nan, result.train_loss).astype(np.float64),
-        "status": np.where(failed, "failed", "ok"),
-        "failure": [f"non-finite training loss or parameters at step {s}" if s >= 0 else ""
-                    for s in result.failed_step],
-    })
-    return pd.DataFrame(rows)
+def make_plan(config: ml_collections.ConfigDict,
+              tasks: list[tasks_lib.Task]) -> generation.Plan:
+  """The library's plan of every (task, architecture, seed) triple of `config`."""
+  return generation.Plan(child_config(config), tasks, num_architectures=config.num_architectures,
+                         num_seeds=config.num_seeds, batch_models=config.batch_models,
+                         seed=config.seed)
 
 
 def _batch_path(workdir: str, index: int) -> str:
@@ -188,14 +119,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   out = os.path.join(workdir, "meta_dataset")
   start = time.perf_counter()
   tasks = build_tasks(config)
-  plan = Plan(config, tasks)
-  fingerprint = plan.fingerprint(config)
+  plan = make_plan(config, tasks)
+  fingerprint = plan.fingerprint()
   _check_plan(workdir, fingerprint, config)
   if os.path.exists(os.path.join(out, "runs.parquet")):
     progress(f"{out} is complete; nothing to train")
     return out
   os.makedirs(os.path.join(workdir, "generate", "batches"), exist_ok=True)
-  data = child.task_data(plan.padded)
+  data = plan.task_data()
   frames, todo = {}, []
   for i, (_, members) in enumerate(plan.batches):
     frame = _load_batch(_batch_path(workdir, i), members)

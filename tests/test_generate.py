@@ -1,4 +1,5 @@
-"""The offline phase binary: deterministic, resumable after SIGKILL, failures recorded."""
+"""The offline phase (binary and `tarch.generation`): deterministic, resumable after SIGKILL,
+failures recorded, stale plans refused."""
 
 import os
 import signal
@@ -6,14 +7,16 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
 
 from experiments import generate
 from experiments.configs.offline import get_config
-from tarch import fingerprint
+from tarch import child, fingerprint, generation
 from tarch import runs as runs_lib
+from tarch import tasks as tasks_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -63,6 +66,17 @@ def test_a_plan_of_other_source_code_is_refused(tmp_path, tiny_offline_config, m
   monkeypatch.setattr(fingerprint, "source_digest", lambda package="tarch": "edited")
   with pytest.raises(ValueError, match="tarch source"):
     generate.run(tiny_offline_config(), str(tmp_path), progress=lambda _: None)
+
+
+def test_failed_trainings_count_as_the_majority_class(tiny_offline_config):
+  padded = tasks_lib.pad_tasks(generate.build_tasks(tiny_offline_config()))
+  arch = {"num_layers": 1, "width": 8, "activation": "relu", "dropout": 0.0,
+          "learning_rate": 1e30, "weight_decay": 1e-4}
+  out = generation.train_on_task(child.ChildConfig(max_width=16, num_steps=10), padded, 0, [arch],
+                                 2, jax.random.key(0))
+  floor_val, floor_test = tasks_lib.majority_accuracy(padded)
+  assert out["failed"][0] == 2
+  assert out["val"][0] == floor_val[0] and out["test"][0] == floor_test[0]
 
 
 def test_sigkill_then_rerun_loses_and_duplicates_nothing(tmp_path):
