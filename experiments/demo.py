@@ -15,7 +15,8 @@ r"""End to end: from raw data to an architecture inferred for a new task, then t
    percentile over the training tasks), and `--random_repeats` x 10 architectures sampled at
    random: random_1 is the mean over them of a single random pick, random_10 the mean over
    repeats of the pick with the best validation accuracy among 10. Every architecture is trained
-   with `--seeds` seeds, its accuracies averaged (`tarch.generation.train_on_task`).
+   with `--seeds` seeds, its accuracies averaged (`tarch.generation.train_on_task`, batches
+   split over every device).
 
 Prints the comparison and the wall time of each stage; writes DIR/demo_summary.json.
 """
@@ -38,6 +39,7 @@ from experiments.configs import loto as loto_config
 from experiments.configs.offline import child_config
 from tarch import baselines, generation, meta_train
 from tarch import infer as infer_lib
+from tarch import mesh as mesh_lib
 from tarch import runs as runs_lib
 from tarch import tasks as tasks_lib
 
@@ -99,7 +101,7 @@ def run(config, workdir: str, task_name: str | None = None, seeds: int = 3,
     raise ValueError(f"{data_dir} was generated from other tasks than the config builds; "
                      "use the workdir of this config")
   trained = generation.train_on_task(child_config(config), padded, task, all_archs, seeds,
-                                     jax.random.fold_in(key, 2))
+                                     jax.random.fold_in(key, 2), mesh=mesh_lib.data_mesh())
   times["train_candidates"] = time.perf_counter() - start
 
   r_val = trained["val"][2:].reshape(random_repeats, 10)

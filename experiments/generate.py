@@ -5,7 +5,8 @@ r"""Offline phase: train many architectures on many related tasks and keep every
 
 Builds the tasks (`config.tasks`) and the plan of the run (`tarch.generation.Plan`: the
 architectures of the MLP family (`tarch.child`), sampled once, and every (task, architecture,
-seed) triple, in batches trained by one vmapped program each). Writes into the workdir:
+seed) triple, in batches trained by one vmapped program each, the model axis split over every
+device of a `tarch.mesh.data_mesh`). Writes into the workdir:
 
   generate/plan.json            the plan's fingerprint (`Plan.fingerprint`: its settings, the
                                 tasks' data and tarch's source code) and the config; a rerun
@@ -34,6 +35,7 @@ import tempfile
 import time
 from collections.abc import Callable, Sequence
 
+import jax
 import ml_collections
 import numpy as np
 import pandas as pd
@@ -42,6 +44,7 @@ from ml_collections import config_flags
 
 from experiments.configs.offline import child_config
 from tarch import generation
+from tarch import mesh as mesh_lib
 from tarch import runs as runs_lib
 from tarch import tasks as tasks_lib
 
@@ -126,7 +129,14 @@ def run(config: ml_collections.ConfigDict, workdir: str,
     progress(f"{out} is complete; nothing to train")
     return out
   os.makedirs(os.path.join(workdir, "generate", "batches"), exist_ok=True)
-  data = plan.task_data()
+  mesh = mesh_lib.data_mesh()
+  devices = mesh_lib.num_shards(mesh)
+  if config.batch_models % devices:
+    logging.warning("config.batch_models=%d is not a multiple of the %d devices: a full batch is "
+                    "padded to %d models (the padding's results are dropped); choose a multiple "
+                    "to waste nothing", config.batch_models, devices,
+                    mesh_lib.padded_size(config.batch_models, mesh))
+  data = plan.task_data(mesh)
   frames, todo = {}, []
   for i, (_, members) in enumerate(plan.batches):
     frame = _load_batch(_batch_path(workdir, i), members)
@@ -136,11 +146,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       frames[i] = frame
   done = sum(len(f) for f in frames.values())
   progress(f"{len(tasks)} tasks x {len(plan.archs)} architectures x {config.num_seeds} seed(s) "
-           f"= {plan.num_models} models in {len(plan.batches)} batches; {done} already done")
+           f"= {plan.num_models} models in {len(plan.batches)} batches on {devices} "
+           f"{jax.default_backend()} device(s); {done} already done")
   trained, train_start = 0, time.perf_counter()
   cost_left, cost_done = sum(plan.batch_cost(i) for i in todo), 0.0
   for i in todo:
-    frame = plan.train_batch(data, i)
+    frame = plan.train_batch(data, i, mesh)
     runs_lib.atomic_write(_batch_path(workdir, i), functools.partial(frame.to_parquet, index=False))
     frames[i] = frame
     trained += len(frame)

@@ -4,8 +4,9 @@
 cut into the batches of `tarch.child.batch_plan`; it trains one batch at a time and turns its
 results into rows of the runs table, so that a job (`experiments.generate`) only decides which
 batches are missing and writes them. `train_on_task` trains a list of architectures on one task
-(the demo's real trainings of picked architectures). Both score a failed training (non-finite
-loss) as the task's majority-class predictor, what a model that learned nothing gets.
+(the demo's real trainings of picked architectures). Both can split their batches over the
+devices of a mesh (`tarch.mesh.data_mesh`) and both score a failed training (non-finite loss)
+as the task's majority-class predictor, what a model that learned nothing gets.
 
 Shape letters: M models, T tasks, A architectures.
 """
@@ -19,9 +20,11 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
+from jax.sharding import Mesh
 
 from tarch import child
 from tarch import fingerprint as fingerprint_lib
+from tarch import mesh as mesh_lib
 from tarch import tasks as tasks_lib
 
 
@@ -76,13 +79,15 @@ class Plan:
         settings, "\n".join(padded.names), padded.x_TxNxD, padded.y_TxN, padded.train_TxN,
         padded.val_TxN, padded.test_TxN, padded.feature_TxD, padded.classes_T)
 
-  def task_data(self) -> child.TaskData:
-    """The tasks as device arrays for `train_batch`."""
-    return child.task_data(self.padded)
+  def task_data(self, mesh: Mesh | None = None) -> child.TaskData:
+    """The tasks as device arrays for `train_batch`, on every device of `mesh` when given."""
+    data = child.task_data(self.padded)
+    return data if mesh is None else mesh_lib.replicate(data, mesh)
 
-  def train_batch(self, data: child.TaskData, index: int) -> pd.DataFrame:
-    """Trains batch `index`; returns its rows of the runs table, plus `model`, the model id the
-    table is sorted by.
+  def train_batch(self, data: child.TaskData, index: int, mesh: Mesh | None = None
+                  ) -> pd.DataFrame:
+    """Trains batch `index` (split over `mesh`'s devices when given); returns its rows of the
+    runs table, plus `model`, the model id the table is sorted by.
 
     Columns: `model`, `task`, one column per choice, `seed`, `score` (validation accuracy),
     `test_score`, `cost` (parameter count), `train_flops`, `train_loss`, `status` ("ok" or
@@ -90,7 +95,7 @@ class Plan:
     """
     width, members = self.batches[index]
     result = child.train_batch(self.child, data, self.hp, self.task_M, self.key_M, members,
-                               width, self.batch_models)
+                               width, self.batch_models, mesh)
     task = self.task_M[members]
     padded = self.padded
     val, test, failed = _floor_failed(padded, task, result)
@@ -115,8 +120,8 @@ class Plan:
 
 
 def train_on_task(config: child.ChildConfig, padded: tasks_lib.PaddedTasks, task: int,
-                  archs: Sequence[dict], seeds: int, key: jax.Array, *,
-                  batch_models: int = 256) -> dict[str, np.ndarray]:
+                  archs: Sequence[dict], seeds: int, key: jax.Array, *, batch_models: int = 256,
+                  mesh: Mesh | None = None) -> dict[str, np.ndarray]:
   """Trains each architecture `seeds` times on one task and averages over seeds.
 
   Args:
@@ -127,6 +132,7 @@ def train_on_task(config: child.ChildConfig, padded: tasks_lib.PaddedTasks, task
     seeds: trainings per architecture, each with its own key from `key`.
     key: PRNG key of all trainings.
     batch_models: models per compiled program.
+    mesh: when given, every batch is split over its devices (`tarch.mesh.data_mesh`).
 
   Returns:
     "val", "test": mean validation and test accuracy per architecture `[A]`, a failed training
@@ -134,13 +140,16 @@ def train_on_task(config: child.ChildConfig, padded: tasks_lib.PaddedTasks, task
     "failed": failed trainings per architecture `[A]`.
   """
   data = child.task_data(padded)
+  if mesh is not None:
+    data = mesh_lib.replicate(data, mesh)  # once, not per batch
   hp_M = child.hyperparams([a for a in archs for _ in range(seeds)])
   key_M = jax.random.split(key, len(archs) * seeds)
   task_M = np.full(len(archs) * seeds, task)
   val_M, test_M = np.zeros(len(task_M)), np.zeros(len(task_M))
   failed_M = np.zeros(len(task_M), bool)
   for width, members in child.batch_plan(config, hp_M.width, batch_models):
-    result = child.train_batch(config, data, hp_M, task_M, key_M, members, width, batch_models)
+    result = child.train_batch(config, data, hp_M, task_M, key_M, members, width, batch_models,
+                               mesh)
     val_M[members], test_M[members], failed_M[members] = _floor_failed(padded, task_M[members],
                                                                        result)
   shape = (len(archs), seeds)
