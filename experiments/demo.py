@@ -15,7 +15,8 @@ r"""End to end: from raw data to an architecture inferred for a new task, then t
    percentile over the training tasks), and `--random_repeats` x 10 architectures sampled at
    random: random_1 is the mean over them of a single random pick, random_10 the mean over
    repeats of the pick with the best validation accuracy among 10. Every architecture is trained
-   with `--seeds` seeds, its accuracies averaged.
+   with `--seeds` seeds, its accuracies averaged (`tarch.generation.train_on_task`, batches
+   split over every device).
 
 Prints the comparison and the wall time of each stage; writes DIR/demo_summary.json.
 """
@@ -34,8 +35,9 @@ from absl import app, flags
 from experiments import generate
 from experiments.configs import loto as loto_config
 from experiments.configs.offline import child_config
-from tarch import atomic, baselines, child, meta_train, tables
+from tarch import atomic, baselines, generation, meta_train, tables
 from tarch import infer as infer_lib
+from tarch import mesh as mesh_lib
 from tarch import runs as runs_lib
 from tarch import tasks as tasks_lib
 
@@ -49,29 +51,6 @@ def define_flags() -> None:
   flags.DEFINE_string("task", None, "The held-out task (default: the first task).")
   flags.DEFINE_integer("seeds", 3, "Trainings per architecture (accuracies averaged).")
   flags.DEFINE_integer("random_repeats", 5, "Draws of 10 random architectures for random search.")
-
-
-def train_on_task(config: child.ChildConfig, padded: tasks_lib.PaddedTasks, task: int,
-                  archs: Sequence[dict], seeds: int, key: jax.Array) -> dict[str, np.ndarray]:
-  """Trains each architecture `seeds` times on task `task`; returns mean accuracies `[A]` and the
-  number of failed trainings per architecture. A failed training (non-finite loss) counts as the
-  task's majority-class predictor, as in the generated meta-dataset."""
-  data = child.task_data(padded)
-  hp_all = child.hyperparams([a for a in archs for _ in range(seeds)])
-  keys_all = jax.random.split(key, len(archs) * seeds)
-  val = np.zeros(len(archs) * seeds)
-  test = np.zeros_like(val)
-  failed = np.zeros_like(val, dtype=bool)
-  task_M = np.full(len(archs) * seeds, task)
-  for width, members in child.batch_plan(config, hp_all.width, max_models=256):
-    result = child.train_batch(config, data, hp_all, task_M, keys_all, members, width, 256)
-    val[members], test[members] = result.val_accuracy, result.test_accuracy
-    failed[members] = result.failed_step >= 0
-  floor_val, floor_test = tasks_lib.majority_accuracy(padded)
-  val[failed], test[failed] = floor_val[task], floor_test[task]
-  shape = (len(archs), seeds)
-  return {"val": val.reshape(shape).mean(1), "test": test.reshape(shape).mean(1),
-          "failed": failed.reshape(shape).sum(1)}
 
 
 def run(config, workdir: str, task_name: str | None = None, seeds: int = 3,
@@ -121,8 +100,8 @@ def run(config, workdir: str, task_name: str | None = None, seeds: int = 3,
   if padded.names != ds.task_names:
     raise ValueError(f"{data_dir} was generated from other tasks than the config builds; "
                      "use the workdir of this config")
-  trained = train_on_task(child_config(config), padded, task, all_archs, seeds,
-                          jax.random.fold_in(key, 2))
+  trained = generation.train_on_task(child_config(config), padded, task, all_archs, seeds,
+                                     jax.random.fold_in(key, 2), mesh=mesh_lib.data_mesh())
   times["train_candidates"] = time.perf_counter() - start
 
   r_val = trained["val"][2:].reshape(random_repeats, 10)

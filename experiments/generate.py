@@ -3,12 +3,15 @@ r"""Offline phase: train many architectures on many related tasks and keep every
   python -m experiments.generate --config=experiments/configs/offline.py --workdir=DIR
   python -m experiments.generate --config=experiments/configs/offline.py:small --workdir=DIR
 
-Builds the tasks (`config.tasks`), samples `config.num_architectures` architectures of the MLP
-family (`tarch.child`) once, and trains every (task, architecture, seed) triple, many at a time
-in one vmapped program per batch (`tarch.child.batch_plan`). Writes into the workdir:
+Builds the tasks (`config.tasks`) and the plan of the run (`tarch.generation.Plan`: the
+architectures of the MLP family (`tarch.child`), sampled once, and every (task, architecture,
+seed) triple, in batches trained by one vmapped program each, the model axis split over every
+device of a `tarch.mesh.data_mesh`). Writes into the workdir:
 
-  generate/plan.json            what the run computes (config and code version); a rerun with
-                                another config refuses to mix results into this workdir
+  generate/plan.json            the plan's fingerprint (`Plan.fingerprint`: its settings, the
+                                tasks' data and tarch's source code) and the config; a rerun
+                                that would compute other results (another config, other data,
+                                changed code) refuses to mix them into this workdir
   generate/batches/NNNNN.parquet  one finished batch each, written atomically; a rerun (after a
                                 kill, say) trains only the batches that are missing
   meta_dataset/                 space.json, runs.parquet, tasks.csv (see README), written once
@@ -24,7 +27,6 @@ that learned nothing gets), never NaN, and `failure` names the step.
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 import shutil
@@ -33,16 +35,15 @@ import time
 from collections.abc import Callable, Sequence
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import pandas as pd
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-import tarch
 from experiments.configs.offline import child_config
-from tarch import atomic, child
+from tarch import atomic, generation
+from tarch import mesh as mesh_lib
 from tarch import runs as runs_lib
 from tarch import tasks as tasks_lib
 
@@ -58,10 +59,6 @@ def define_flags() -> None:
   flags.DEFINE_string("workdir", None, "Directory for results; reruns resume here.")
   flags.mark_flag_as_required("workdir")
 
-# Bump when what a batch computes changes, so that older batches are not mixed with new ones.
-_BATCH_FORMAT = 2  # 2: dropout masks drawn per unit
-
-
 def build_tasks(config: ml_collections.ConfigDict) -> list[tasks_lib.Task]:
   """The tasks of `config.tasks`."""
   spec = config.tasks
@@ -74,81 +71,12 @@ def build_tasks(config: ml_collections.ConfigDict) -> list[tasks_lib.Task]:
   raise ValueError(f"config.tasks.source must be 'offline' or 'tfds', got {spec.source!r}")
 
 
-class Plan:
-  """Every model of a run, in a fixed order, and the batches that train them.
-
-  Model m trains architecture `arch_M[m]` on task `task_M[m]` with seed index `seed_M[m]`;
-  models are numbered task-major, then architecture, then seed.
-  """
-
-  def __init__(self, config: ml_collections.ConfigDict, tasks: list[tasks_lib.Task]):
-    if config.num_architectures < 1 or config.num_seeds < 1:
-      raise ValueError("config.num_architectures and config.num_seeds must be >= 1")
-    self.child = child_config(config)
-    self.space = self.child.space
-    self.padded = tasks_lib.pad_tasks(tasks)
-    enc = self.space.sample(jax.random.key(config.seed), config.num_architectures)
-    self.archs = self.space.decode_many(np.asarray(enc))
-    t, a, s = np.meshgrid(np.arange(len(tasks)), np.arange(len(self.archs)),
-                          np.arange(config.num_seeds), indexing="ij")
-    self.task_M, self.arch_M, self.seed_M = t.ravel(), a.ravel(), s.ravel()
-    self.hp = child.hyperparams([self.archs[i] for i in self.arch_M])
-    self.batches = child.batch_plan(self.child, self.hp.width, config.batch_models)
-    self.batch_models = config.batch_models
-    base_key = jax.random.key(config.seed + 1)
-    self.key_M = jax.vmap(lambda m: jax.random.fold_in(base_key, m))(jnp.arange(len(self.task_M)))
-
-  def batch_cost(self, index: int) -> float:
-    """Relative compute of batch `index`: its models times the multiply-adds of one example at
-    the padded shapes (an ETA that counts models alone is wrong when widths differ)."""
-    width, members = self.batches[index]
-    return len(members) * float(child.multiply_adds(
-        self.child.max_layers, width, self.padded.x_TxNxD.shape[2], self.padded.num_classes))
-
-  @property
-  def num_models(self) -> int:
-    return len(self.task_M)
-
-  def fingerprint(self, config: ml_collections.ConfigDict) -> str:
-    h = hashlib.sha256(config.to_json(sort_keys=True).encode())
-    h.update(f"tarch {tarch.__version__} batch format {_BATCH_FORMAT}".encode())
-    padded = self.padded
-    h.update("\n".join(padded.names).encode())
-    for array in (padded.x_TxNxD, padded.y_TxN, padded.train_TxN, padded.val_TxN,
-                  padded.test_TxN, padded.feature_TxD):
-      h.update(np.ascontiguousarray(array).tobytes())
-    return h.hexdigest()[:16]
-
-  def train_batch(self, data: child.TaskData, index: int) -> pd.DataFrame:
-    """Trains batch `index`; returns its rows of the runs table (plus `model`, the model id)."""
-    width, members = self.batches[index]
-    result = child.train_batch(self.child, data, self.hp, self.task_M, self.key_M, members,
-                               width, self.batch_models)
-    return self._rows(members, result)
-
-  def _rows(self, members: np.ndarray, result: child.Result) -> pd.DataFrame:
-    task = self.task_M[members]
-    padded = self.padded
-    failed = result.failed_step >= 0
-    floor_val, floor_test = tasks_lib.majority_accuracy(padded)
-    hp = jax.tree.map(lambda x: x[members], self.hp)
-    features = padded.feature_TxD.sum(1)[task]
-    classes = padded.classes_T[task]
-    rows = {"model": members, "task": [padded.names[t] for t in task]}
-    for name in self.space.names:
-      rows[name] = [self.archs[a][name] for a in self.arch_M[members]]
-    rows.update({
-        "seed": self.seed_M[members],
-        "score": np.where(failed, floor_val[task], result.val_accuracy).astype(np.float64),
-        "test_score": np.where(failed, floor_test[task], result.test_accuracy).astype(np.float64),
-        "cost": child.parameter_count(hp, features, classes).astype(np.float64),
-        "train_flops": child.training_flops(self.child, hp, features, classes).astype(np.float64),
-        "train_loss": np.where(failed, np.nan, result.train_loss).astype(np.float64),
-        "status": np.where(failed, "failed", "ok"),
-        "failure": [f"non-finite training loss or parameters at step {s}" if s >= 0 else ""
-                    for s in result.failed_step],
-    })
-    return pd.DataFrame(rows)
+def make_plan(config: ml_collections.ConfigDict,
+              tasks: list[tasks_lib.Task]) -> generation.Plan:
+  """The library's plan of every (task, architecture, seed) triple of `config`."""
+  return generation.Plan(child_config(config), tasks, num_architectures=config.num_architectures,
+                         num_seeds=config.num_seeds, batch_models=config.batch_models,
+                         seed=config.seed)
 
 
 def _batch_path(workdir: str, index: int) -> str:
@@ -177,7 +105,7 @@ def _check_plan(workdir: str, fingerprint: str, config: ml_collections.ConfigDic
       found = json.load(f).get("fingerprint")
     if found != fingerprint:
       raise ValueError(
-          f"{workdir} holds a generation run with another config, data or tarch version "
+          f"{workdir} holds a generation run with another config, data or tarch source "
           f"(plan {found}, now {fingerprint}); use a new --workdir, or delete "
           f"{os.path.join(workdir, 'generate')} to start over")
     return
@@ -193,14 +121,21 @@ def run(config: ml_collections.ConfigDict, workdir: str,
   out = os.path.join(workdir, "meta_dataset")
   start = time.perf_counter()
   tasks = build_tasks(config)
-  plan = Plan(config, tasks)
-  fingerprint = plan.fingerprint(config)
+  plan = make_plan(config, tasks)
+  fingerprint = plan.fingerprint()
   _check_plan(workdir, fingerprint, config)
   if os.path.exists(os.path.join(out, "runs.parquet")):
     progress(f"{out} is complete; nothing to train")
     return out
   os.makedirs(os.path.join(workdir, "generate", "batches"), exist_ok=True)
-  data = child.task_data(plan.padded)
+  mesh = mesh_lib.data_mesh()
+  devices = mesh_lib.num_shards(mesh)
+  if config.batch_models % devices:
+    logging.warning("config.batch_models=%d is not a multiple of the %d devices: a full batch is "
+                    "padded to %d models (the padding's results are dropped); choose a multiple "
+                    "to waste nothing", config.batch_models, devices,
+                    mesh_lib.padded_size(config.batch_models, mesh))
+  data = plan.task_data(mesh)
   frames, todo = {}, []
   for i, (_, members) in enumerate(plan.batches):
     frame = _load_batch(_batch_path(workdir, i), members)
@@ -210,11 +145,12 @@ def run(config: ml_collections.ConfigDict, workdir: str,
       frames[i] = frame
   done = sum(len(f) for f in frames.values())
   progress(f"{len(tasks)} tasks x {len(plan.archs)} architectures x {config.num_seeds} seed(s) "
-           f"= {plan.num_models} models in {len(plan.batches)} batches; {done} already done")
+           f"= {plan.num_models} models in {len(plan.batches)} batches on {devices} "
+           f"{jax.default_backend()} device(s); {done} already done")
   trained, train_start = 0, time.perf_counter()
   cost_left, cost_done = sum(plan.batch_cost(i) for i in todo), 0.0
   for i in todo:
-    frame = plan.train_batch(data, i)
+    frame = plan.train_batch(data, i, mesh)
     atomic.atomic_write(_batch_path(workdir, i), functools.partial(frame.to_parquet, index=False))
     frames[i] = frame
     trained += len(frame)

@@ -30,7 +30,9 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 from flax import struct
+from jax.sharding import Mesh
 
+from tarch import mesh as mesh_lib
 from tarch import space as space_lib
 from tarch.tasks import PaddedTasks
 
@@ -287,8 +289,10 @@ def train_models(config: ChildConfig, data: TaskData, hp: Hyper, task_M: jax.Arr
   `padded_width` (default `config.max_width`) is the hidden width every model is padded to; it
   must be >= every `hp.width`. Batching models of similar width under a smaller padding (see
   `padded_width_for`) saves compute without changing any result. One compiled program per
-  (config, padded width, M, data shapes). Models are independent, so the model axis is the one
-  to shard over devices (not exercised in this repository yet).
+  (config, padded width, M, data shapes, input shardings). Models are independent, so inputs
+  whose model axis is split over devices (`tarch.mesh.shard_batch`, data replicated) train each
+  slice on its own device without communication, and the outputs come back split the same way
+  (`train_batch` does this).
   """
   width = config.max_width if padded_width is None else padded_width
   return jax.vmap(functools.partial(_train_one, config, width, data))(hp, task_M, key_M)
@@ -341,11 +345,14 @@ def batch_plan(config: ChildConfig, widths, max_models: int) -> list[tuple[int, 
 
 
 def train_batch(config: ChildConfig, data: TaskData, hp: Hyper, task_M, key_M, members,
-                padded_width: int, max_models: int) -> Result:
+                padded_width: int, max_models: int, mesh: Mesh | None = None) -> Result:
   """Trains the models `members` (indices into `hp`, `task_M`, `key_M`; one batch of
   `batch_plan`); returns their `Result` as numpy arrays. The batch is padded to a power of two
-  of models (at most `max_models`, repeating its first model, results dropped), so that a sweep
-  compiles one program per (padded width, batch size) and reuses it."""
+  of models (at most `max_models`), so that a sweep compiles one program per (padded width,
+  batch size) and reuses it. With a `mesh` (`tarch.mesh.data_mesh`), the model axis is split
+  over its devices, the batch first rounded up to a multiple of the device count. Padding
+  repeats the batch's first model and drops its results; no result depends on the padding or
+  on the number of devices (up to float rounding)."""
   members = np.asarray(members)
   width, layers = np.asarray(hp.width)[members], np.asarray(hp.num_layers)[members]
   if width.max() > padded_width or width.min() < 1:
@@ -353,8 +360,13 @@ def train_batch(config: ChildConfig, data: TaskData, hp: Hyper, task_M, key_M, m
   if layers.min() < 1 or layers.max() > config.max_layers:
     raise ValueError(f"num_layers {layers.min()}..{layers.max()} outside 1..{config.max_layers}")
   size = min(max(max_models, len(members)), 1 << (len(members) - 1).bit_length())
+  if mesh is not None:
+    size = mesh_lib.padded_size(size, mesh)
   run = np.concatenate([members, np.repeat(members[:1], size - len(members))])
-  result = train_models(config, data, jax.tree.map(lambda x: x[run], hp),
-                        jnp.asarray(np.asarray(task_M)[run]), key_M[run],
-                        padded_width=padded_width)
+  per_model = (jax.tree.map(lambda x: np.asarray(x)[run], hp), np.asarray(task_M)[run],
+               key_M[run])
+  if mesh is not None:
+    per_model = mesh_lib.shard_batch(per_model, mesh)
+    data = mesh_lib.replicate(data, mesh)
+  result = train_models(config, data, *per_model, padded_width=padded_width)
   return jax.tree.map(lambda x: np.asarray(x)[:len(members)], result)

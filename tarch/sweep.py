@@ -24,15 +24,15 @@ import itertools
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
-from typing import Any
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
 import numpy as np
-from jax.sharding import Mesh, NamedSharding, PartitionSpec
+from jax.sharding import Mesh
 
-from tarch import atomic, fingerprint, hparams, simulate
+from tarch import atomic, fingerprint, simulate
+from tarch import mesh as mesh_lib
 from tarch import runs as runs_lib
 from tarch.infer import InferConfig
 from tarch.meta_train import TrainConfig
@@ -80,24 +80,13 @@ def library_configs(train: TrainConfig, infer_config: InferConfig, config: dict[
           dataclasses.replace(infer_config, **infer_values))
 
 
-def data_mesh(devices: Sequence[Any] | None = None) -> Mesh:
-  """A 1-D mesh, axis "batch", over `devices` (default: every local device)."""
-  return Mesh(np.array(jax.local_devices() if devices is None else devices), ("batch",))
-
-
-def _chunks(n: int, chunk_size: int, num_devices: int) -> list[range]:
-  """Balanced chunks of at most about `chunk_size` simulations; their common padded size is a
-  multiple of the device count."""
+def _chunks(n: int, chunk_size: int) -> list[range]:
+  """`n` simulations in balanced chunks of at most `chunk_size`."""
   if n == 0:
     return []
   count = -(-n // max(chunk_size, 1))
   size = -(-n // count)
   return [range(i, min(i + size, n)) for i in range(0, n, size)]
-
-
-def _padded_size(chunks: list[range], num_devices: int) -> int:
-  size = max(len(c) for c in chunks)
-  return -(-size // num_devices) * num_devices
 
 
 def sim_key(task_name: str, seed: int, train: TrainConfig, infer_config: InferConfig) -> str:
@@ -167,7 +156,8 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
     store: directory of finished chunks (created).
     chunk_size: simulations per compiled call, at most (memory bound); chunks are balanced and
       padded to one shape, a multiple of the mesh's device count.
-    mesh: the 1-D "batch" mesh to shard over (default: every local device).
+    mesh: the 1-D "batch" mesh to shard over (`tarch.mesh.data_mesh`; default: every local
+      device).
     progress: called with a line after each chunk (simulations done, simulations/s, ETA).
     process_index, process_count: on several hosts, this process runs chunks i with
       i % process_count == process_index (and returns only what is in the store).
@@ -178,19 +168,17 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
   for tc, ic in configs:  # every point must share the static part (one compiled program)
     if simulate.split(ds.space, static.value_net, tc, ic)[0] != static:
       raise ValueError("sweep points differ in static settings")
-  mesh = data_mesh() if mesh is None else mesh
-  num_devices = mesh.devices.size
+  mesh = mesh_lib.data_mesh(jax.local_devices()) if mesh is None else mesh
   os.makedirs(store, exist_ok=True)
   data = simulate.Data.build(ds, train.target)
   fp = fingerprint.fingerprint(None, repr(static), *_data_parts(ds))
   done = _load_store(store, fp)
   pending = [i for i, k in enumerate(keys) if k not in done]
-  chunks = _chunks(len(pending), chunk_size, num_devices)
+  chunks = _chunks(len(pending), chunk_size)
   mine = [c for i, c in enumerate(chunks) if i % process_count == process_index]
-  replicated = NamedSharding(mesh, PartitionSpec())
-  batched = NamedSharding(mesh, PartitionSpec("batch"))
-  data = jax.device_put(data, replicated)
-  size = _padded_size(chunks, num_devices) if chunks else 0
+  data = mesh_lib.replicate(data, mesh)
+  # One padded shape for every chunk, a multiple of the device count: one compiled program.
+  size = mesh_lib.padded_size(max(len(c) for c in chunks), mesh) if chunks else 0
   start, finished = time.perf_counter(), 0
   if progress is not None and len(done):
     progress(f"reusing {len(keys) - len(pending)} of {len(keys)} simulations from {store}")
@@ -200,8 +188,8 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
     dyn = [simulate.split(ds.space, static.value_net, *configs[i])[1] for i in index]
     dyn = jax.tree.map(lambda *x: jnp.stack(x), *dyn)
     task_N = jnp.asarray([sims[i][2] for i in index], jnp.int32)
-    result = _BATCH(static, jax.device_put(dyn, batched), data,
-                    jax.device_put(task_N, batched))
+    result = _BATCH(static, mesh_lib.shard_batch(dyn, mesh), data,
+                    mesh_lib.shard_batch(task_N, mesh))
     result = jax.device_get(result)
     real = len(chunk)
     records = [{"key": keys[index[j]], "result": _to_json(result, j)} for j in range(real)]

@@ -22,18 +22,3 @@ def test_demo_end_to_end(tmp_path, capsys, tiny_offline_config):
   out = capsys.readouterr().out
   assert "tarch" in out and "stage wall time" in out
   assert os.path.isdir(tmp_path / "meta_dataset")
-
-
-def test_failed_trainings_count_as_the_majority_class(tiny_offline_config):
-  from experiments import generate
-  from tarch import child, tasks
-
-  config = tiny_offline_config()
-  padded = tasks.pad_tasks(generate.build_tasks(config))
-  arch = {"num_layers": 1, "width": 8, "activation": "relu", "dropout": 0.0,
-          "learning_rate": 1e30, "weight_decay": 1e-4}
-  out = demo.train_on_task(child.ChildConfig(max_width=16, num_steps=10), padded, 0, [arch], 2,
-                           demo.jax.random.key(0))
-  floor_val, floor_test = tasks.majority_accuracy(padded)
-  assert out["failed"][0] == 2
-  assert out["val"][0] == floor_val[0] and out["test"][0] == floor_test[0]

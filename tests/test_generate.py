@@ -1,4 +1,5 @@
-"""The offline phase binary: deterministic, resumable after SIGKILL, failures recorded."""
+"""The offline phase (binary and `tarch.generation`): deterministic, resumable after SIGKILL,
+failures recorded, the same on any number of devices, stale plans refused."""
 
 import os
 import signal
@@ -6,13 +7,17 @@ import subprocess
 import sys
 import time
 
+import jax
 import numpy as np
 import pandas as pd
 import pytest
 
 from experiments import generate
 from experiments.configs.offline import get_config
+from tarch import child, fingerprint, generation
+from tarch import mesh as mesh_lib
 from tarch import runs as runs_lib
+from tarch import tasks as tasks_lib
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -55,6 +60,49 @@ def test_another_config_in_the_same_workdir_is_refused(tmp_path, tiny_offline_co
   other.seed = 1
   with pytest.raises(ValueError, match="another config"):
     generate.run(other, str(tmp_path), progress=lambda _: None)
+
+
+def test_a_plan_of_other_source_code_is_refused(tmp_path, tiny_offline_config, monkeypatch):
+  generate.run(tiny_offline_config(), str(tmp_path), progress=lambda _: None)
+  monkeypatch.setattr(fingerprint, "source_digest", lambda package="tarch": "edited")
+  with pytest.raises(ValueError, match="tarch source"):
+    generate.run(tiny_offline_config(), str(tmp_path), progress=lambda _: None)
+
+
+def test_failed_trainings_count_as_the_majority_class(tiny_offline_config):
+  padded = tasks_lib.pad_tasks(generate.build_tasks(tiny_offline_config()))
+  arch = {"num_layers": 1, "width": 8, "activation": "relu", "dropout": 0.0,
+          "learning_rate": 1e30, "weight_decay": 1e-4}
+  out = generation.train_on_task(child.ChildConfig(max_width=16, num_steps=10), padded, 0, [arch],
+                                 2, jax.random.key(0), mesh=mesh_lib.data_mesh())
+  floor_val, floor_test = tasks_lib.majority_accuracy(padded)
+  assert out["failed"][0] == 2
+  assert out["val"][0] == floor_val[0] and out["test"][0] == floor_test[0]
+
+
+def test_one_and_four_devices_give_the_same_runs_table(tmp_path):
+  """The binary on 1 and on 4 host devices: batches of 2 models are padded to 4, one per device."""
+  flags = ["--config=experiments/configs/offline.py:small", "--config.tasks.num_tasks=2",
+           "--config.tasks.offline_sources=('digits',)", "--config.num_architectures=3",
+           "--config.num_seeds=1", "--config.batch_models=2", "--config.child.num_steps=5",
+           "--config.child.max_layers=2", "--config.child.min_width=5",
+           "--config.child.max_width=8"]
+  procs = {}
+  for n in (1, 4):  # both at once: each is mostly compilation
+    xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={n}"
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS=xla_flags.strip())
+    procs[n] = subprocess.Popen(
+        [sys.executable, "-m", "experiments.generate", *flags, f"--workdir={tmp_path / str(n)}"],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+  logs = {n: proc.communicate(timeout=600) for n, proc in procs.items()}
+  for n, proc in procs.items():
+    assert proc.returncode == 0, logs[n][1][-3000:]
+  assert "on 4 cpu device(s)" in logs[4][0]
+  assert "batch_models=2 is not a multiple of the 4 devices" in logs[4][1]
+  one, four = (pd.read_parquet(tmp_path / str(n) / "meta_dataset" / "runs.parquet")
+               for n in (1, 4))
+  assert len(one) == 6 and (one["status"] == "ok").all()
+  pd.testing.assert_frame_equal(one, four, check_exact=False, rtol=1e-5, atol=1e-5)
 
 
 def test_sigkill_then_rerun_loses_and_duplicates_nothing(tmp_path):
