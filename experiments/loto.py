@@ -29,14 +29,27 @@ from ml_collections import config_flags
 from experiments.configs.loto import library_configs
 from tarch import adapters, atomic, evaluate, report, simulate, sweep
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "loto.py"),
-    "LOTO config file (append :tiny for the smoke-test variant).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results; reruns resume here.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "A meta-dataset directory (see README).")
-_BENCHMARK = flags.DEFINE_string("benchmark", None,
-                                 f"A built-in benchmark: {', '.join(adapters.BENCHMARKS)}.")
-_TASKS = flags.DEFINE_list("tasks", None, "Hold out only these tasks (default: every task).")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The binary's flags. Defined only by its entry point, so that the experiment modules
+  import side by side (tests) without clashing flag names."""
+  config_flags.DEFINE_config_file(
+      "config", os.path.join(os.path.dirname(__file__), "configs", "loto.py"),
+      "LOTO config file (append :tiny for the smoke-test variant).")
+  define_data_flags()
+
+
+def define_data_flags() -> None:
+  """--workdir, --data_dir, --benchmark and --tasks (LOTO's and experiments.sweep's)."""
+  flags.DEFINE_string("workdir", None, "Directory for results; reruns resume here.")
+  flags.DEFINE_string("data_dir", None, "A meta-dataset directory (see README).")
+  flags.DEFINE_string("benchmark", None,
+                      f"A built-in benchmark: {', '.join(adapters.BENCHMARKS)}.")
+  flags.DEFINE_list("tasks", None, "Hold out only these tasks (default: every task).")
+  flags.mark_flag_as_required("workdir")
+
 
 def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = None,
         benchmark: str | None = None, tasks: Sequence[str] | None = None) -> dict:
@@ -71,10 +84,10 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
 def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  run(_CONFIG.value, _WORKDIR.value, data_dir=_DATA_DIR.value, benchmark=_BENCHMARK.value,
-      tasks=_TASKS.value)
+  run(FLAGS.config, FLAGS.workdir, data_dir=FLAGS.data_dir, benchmark=FLAGS.benchmark,
+      tasks=FLAGS.tasks)
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("workdir")
+  define_flags()
   app.run(main)

@@ -33,19 +33,22 @@ import ml_collections
 from absl import app, flags
 from ml_collections import config_flags
 
+from experiments import loto
 from experiments.configs.loto import library_configs
 from tarch import atomic, evaluate, report, simulate, sweep
 
-_CONFIG = config_flags.DEFINE_config_file(
-    "config", os.path.join(os.path.dirname(__file__), "configs", "sweep.py"),
-    "Sweep config file (append :tiny for the smoke-test variant).")
-_WORKDIR = flags.DEFINE_string("workdir", None, "Directory for results; reruns resume here.")
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "A meta-dataset directory (see README).")
-_BENCHMARK = flags.DEFINE_string("benchmark", None, "A built-in benchmark: nasbench_graph.")
-_TASKS = flags.DEFINE_list("tasks", None, "Hold out only these tasks (default: every task).")
-_MULTIHOST = flags.DEFINE_bool("multihost", False,
-                               "Call jax.distributed.initialize() and split the chunks over "
-                               "the processes.")
+FLAGS = flags.FLAGS
+
+
+def define_flags() -> None:
+  """The binary's flags. Defined only by its entry point, so that the experiment modules
+  import side by side (tests) without clashing flag names."""
+  config_flags.DEFINE_config_file(
+      "config", os.path.join(os.path.dirname(__file__), "configs", "sweep.py"),
+      "Sweep config file (append :tiny for the smoke-test variant).")
+  loto.define_data_flags()
+  flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() and split the "
+                    "chunks over the processes.")
 
 
 def _values(name: str, text: str, cast) -> tuple:
@@ -117,13 +120,13 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   index, count = 0, 1
-  if _MULTIHOST.value:
+  if FLAGS.multihost:
     jax.distributed.initialize()
     index, count = jax.process_index(), jax.process_count()
-  run(_CONFIG.value, _WORKDIR.value, data_dir=_DATA_DIR.value, benchmark=_BENCHMARK.value,
-      tasks=_TASKS.value, process_index=index, process_count=count)
+  run(FLAGS.config, FLAGS.workdir, data_dir=FLAGS.data_dir, benchmark=FLAGS.benchmark,
+      tasks=FLAGS.tasks, process_index=index, process_count=count)
 
 
 if __name__ == "__main__":
-  flags.mark_flag_as_required("workdir")
+  define_flags()
   app.run(main)

@@ -3,13 +3,16 @@
 For a task's meta-features, many random relaxed architectures (softmax logits per categorical
 choice, a pre-sigmoid scalar per numeric choice) are ascended on the trained value network with
 `jax.grad` (the network fixed), all restarts in one `jax.vmap`, while the softmax temperature is
-annealed toward one-hot. The objective is the one candidates are finally ranked by (the
-ensemble mean, minus `pessimism` member standard deviations), plus, given a support set of
-architectures (by default the candidate pool), a pull toward them: the log of their kernel
-density (`_support_objective`), which keeps the ascent where V has evidence. The optima are
+annealed toward one-hot. By default (`InferConfig.ascent="members"`) each ensemble member
+ascends its own V from its share of the restarts: a member costs 1/M of the ensemble per step,
+and the members' optima are as diverse as the members; with "ensemble" every restart ascends
+the ensemble mean (minus `pessimism` member standard deviations). Given a support set of
+architectures (by default the candidate pool), the objective adds a pull toward them: the log of
+their kernel density (`_support_objective`), which keeps the ascent where V has evidence. Either
+way the candidates are ranked by the ensemble. The optima are
 discretised (or, with a candidate pool, replaced by their nearest pool members, the ascent having
-been restricted to the categorical values the pool uses), deduplicated, re-scored by V alone and
-returned best first.
+been restricted to the categorical values the pool uses), deduplicated, re-scored by the
+ensemble alone and returned best first.
 
 When `tarch.meta_train.fit` found that the training tasks' own results, weighted by a kernel
 over tasks, pick better than V on held-out training tasks (`ValueModel.ranker` is
@@ -215,7 +218,8 @@ def _with_support(value, support, weight, enc_E, scale=None):
   """The ascent objective with the support term: `value / scale + weight * log_density`
   (`scale`: default the support's, `_support_objective`)."""
   support_SxE, member_S, value_scale, bandwidth = support
-  sq_S = jnp.sum((support_SxE - enc_E) ** 2, -1)
+  # |s - e|^2 as |s|^2 - 2 s.e + |e|^2: one matrix-vector product, not an [S, E] difference.
+  sq_S = jnp.sum(support_SxE**2, -1) - 2 * support_SxE @ enc_E + jnp.sum(enc_E**2)
   log_density = jax.nn.logsumexp(jnp.where(member_S, -0.5 * sq_S / bandwidth**2, -jnp.inf))
   return value(enc_E) / (value_scale if scale is None else scale) + weight * log_density
 
