@@ -444,6 +444,8 @@ def train(net_config: vn.ValueNetConfig, train_config: TrainConfig, dyn: dict,
     key, active = inputs
     new_params, new_state, loss = jax.vmap(member_step)(
         params, opt_state, jax.random.split(key, m), fit_w)
+    if tc.num_steps % tc.eval_every == 0:  # every period is whole: no step to undo
+      return (new_params, new_state), loss.mean()
     # Steps past num_steps (in a last, partial evaluation period) change nothing.
     keep = lambda new, old: jnp.where(active, new, old)
     return (jax.tree.map(keep, new_params, params), jax.tree.map(keep, new_state, opt_state)), (

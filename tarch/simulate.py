@@ -123,9 +123,10 @@ def simulate(static: Static, dyn: dict, data: Data, task: jax.Array) -> Result:
   features_F = features_TxF[task]
   enc_AxE = data.train.enc_AxE
 
+  # The same expression as the ascent's support values (`infer.infer_arrays`): computed once.
   value_A = vn.lower_bound(
-      vn.apply_embedded(model.config, model.params, model.task_embeddings(features_F), enc_AxE),
-      dyn["infer"]["pessimism"])
+      vn.apply_fused(model.config, vn.fuse_members(model.config, model.params),
+                     model.task_embeddings(features_F), enc_AxE), dyn["infer"]["pessimism"])
   kernel_A = model.kernel_scores(features_F)
   score_A = jnp.where(model.use_kernel, kernel_A, value_A)
   _, _, rows, valid = infer.infer_arrays(
