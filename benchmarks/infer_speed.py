@@ -3,7 +3,8 @@
   python benchmarks/infer_speed.py [--repeats 30]
 
 Fits the default value-network ensemble on 8 NAS-Bench-Graph tasks, then times inference for the
-ninth, without a pool and with its 2,021-member pool (its support term's density over V's best
+ninth, without a pool (the members' ascent, the default, and the ensemble's) and with its
+2,021-member pool (its support term's density over V's best
 256 members, the default, over the whole pool, and switched off), and for comparison one
 `predict` over the full 26,206-architecture table. Prints medians (and quartiles) over repeated
 calls; each call blocks until its results are on the host. The last two lines are
@@ -61,6 +62,9 @@ def main():
       "infer (no pool)": lambda: infer_lib.infer(model, ds.space, features, next(keys),
                                                  infer_config),
       f"infer (pool of {p})": pooled(infer_config),
+      "infer (no pool, ensemble ascent)": lambda: infer_lib.infer(
+          model, ds.space, features, next(keys),
+          dataclasses.replace(infer_config, ascent="ensemble")),
       f"infer (pool, density of all {p})": pooled(
           dataclasses.replace(infer_config, support_members=p)),
       "infer (pool, no support term)": pooled(

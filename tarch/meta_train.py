@@ -1,14 +1,18 @@
 """Meta-training: fit an ensemble of value networks on a runs table.
 
-The ensemble is trained as one vmapped, jit-compiled program. Each member holds out a different
-slice of the training tasks and early-stops on its loss there, so the ensemble is both
-cross-validated and bagged over tasks, and no data is thrown away overall. Batches are drawn as
-a task, then a result of that task; tasks are drawn in proportion to their number of results
-(every result counts the same, as in plain regression on the table) or uniformly.
+`train` is one pure, jit-compiled function: the members are trained side by side in a
+`jax.vmap`, early stopping happens in the graph (a `lax.while_loop` over evaluation periods), and
+the shrinkage choices are jnp. Each member holds out a different slice of the training tasks and
+early-stops on its metric there, so the ensemble is both cross-validated and bagged over tasks,
+and no data is thrown away overall. Batches are drawn as a task, then a result of that task;
+tasks are drawn in proportion to their number of results (every result counts the same, as in
+plain regression on the table) or uniformly. `fit` is the host entry point (it also chooses the
+ranker, `tarch.ranker`).
 
 Which tasks a run may learn from is an input *mask* over all tasks of the meta-dataset, never a
-reshaped table. So every leave-one-task-out fold has the same array shapes and reuses one
-compiled program, and whole fold simulations could be `jax.vmap`ed together.
+reshaped table, and the fields of `TrainConfig.DYNAMIC` are traced arrays: every
+leave-one-task-out fold, seed and learning rate reuses one compiled program, and whole fold
+simulations are `jax.vmap`ped together (`tarch.simulate`, `tarch.sweep`).
 
 Shape letters: T tasks, F meta-features, R results, A architectures, E encoding width,
 M ensemble members, B batch, K evaluation rows per member.
