@@ -76,7 +76,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
         process_index: int = 0, process_count: int = 1) -> dict | None:
   """Runs (or resumes) the sweep; returns the summary dict (None on processes other than 0)."""
   os.makedirs(workdir, exist_ok=True)
+  if process_count > 1 and process_index != 0:  # process 0 converts a benchmark, once
+    _sync("tarch sweep data ready")
   ds, held_out = evaluate.load_held_out(workdir, data_dir, benchmark, tasks)
+  if process_count > 1 and process_index == 0:
+    _sync("tarch sweep data ready")
   spec = spec_of(config, held_out)
   if process_index == 0:
     atomic.atomic_write_text(os.path.join(workdir, "config.json"),
@@ -92,12 +96,12 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
                        progress=lambda line: print(line, flush=True),
                        process_index=process_index, process_count=process_count)
   if process_count > 1:
-    from jax.experimental import multihost_utils
-    multihost_utils.sync_global_devices("tarch sweep chunks written")
+    _sync("tarch sweep chunks written")
     if process_index != 0:
       return None
-    outcomes = sweep.run(ds, static, train, infer_config, spec, store, progress=None,
-                         process_index=0, process_count=1)  # every chunk is stored: loads all
+    # Loads every process's chunks (and runs, here, any simulation none of them finished).
+    outcomes = sweep.run(ds, static, train, infer_config, spec, store,
+                         chunk_size=config.chunk_size, progress=None)
   swept = [n for n, _ in spec.grid]
   results = evaluate.result_rows(ds, outcomes)
   results = results[swept + ["seed"] + evaluate.RESULT_COLUMNS]
@@ -108,12 +112,18 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
   report.plot_sweep(summary, os.path.join(workdir, "sweep_regret.png"))
   for c in summary["configs"]:
     label = ", ".join(f"{k}={v:g}" for k, v in c["config"].items()) or "base config"
-    line = "  ".join(f"{m} {s['mean_normalized_regret']:.3f}+-{s['se']:.3f}"
+    line = "  ".join(f"{m} {s['mean_normalized_regret']:.3f}+-{s['se'] or float('nan'):.3f}"
                      for m, s in c["methods"].items() if m in ("tarch", "best_on_average",
                                                                 "random_10", "task_kernel"))
     print(f"{label}: {line}")
   print(f"wrote {workdir}/sweep_results.csv, sweep_summary.json, sweep_regret.png")
   return summary
+
+
+def _sync(name: str) -> None:
+  """A barrier across the processes of a multihost run."""
+  from jax.experimental import multihost_utils
+  multihost_utils.sync_global_devices(name)
 
 
 def main(argv: Sequence[str]) -> None:

@@ -23,14 +23,16 @@ C = TypeVar("C")
 def split(config: C) -> tuple[C, dict[str, jax.Array]]:
   """(static config, {dynamic field: scalar array}) of a config with a `DYNAMIC` tuple."""
   names = type(config).DYNAMIC
-  defaults = {f.name: f.default for f in dataclasses.fields(config)}
-  static = dataclasses.replace(config, **{n: defaults[n] for n in names})
-  return static, {n: as_array(getattr(config, n)) for n in names}
+  fields = {f.name: f for f in dataclasses.fields(config)}
+  static = dataclasses.replace(config, **{n: fields[n].default for n in names})
+  return static, {n: as_array(getattr(config, n), fields[n].type) for n in names}
 
 
-def as_array(value: Any) -> jax.Array:
-  """A scalar hyperparameter as an array: int32 for integers (seeds), else float32."""
-  if isinstance(value, (bool, int)) or (hasattr(value, "dtype") and
-                                        jnp.issubdtype(value.dtype, jnp.integer)):
+def as_array(value: Any, declared: Any = "float") -> jax.Array:
+  """A scalar hyperparameter as an array of its field's declared type: int32 for `int` fields
+  (seeds; ValueError outside int32), float32 for the others (an integer value included)."""
+  if declared in ("int", int):
+    if not -2**31 <= int(value) < 2**31:
+      raise ValueError(f"{value} does not fit in int32")
     return jnp.asarray(value, jnp.int32)
   return jnp.asarray(value, jnp.float32)

@@ -172,11 +172,9 @@ def infer_arrays(space: Space, infer_config: InferConfig, dyn: dict, model: Valu
     theta_MxNxE = dyn["init_scale"] * jax.random.normal(key, (m, per, space.dim))
     net = vn.ValueNet(model.config)
     scale_M = None
-    if support is not None:
-      value_MxS = vn.apply_fused(model.config, fused, g_MxD, support[0])
-      scale_M = jnp.sqrt(jnp.sum(jnp.where(support[1], (
-          value_MxS - value_MxS.mean(1, keepdims=True, where=support[1]))**2, 0.0), 1)
-          / jnp.maximum(support[1].sum(), 1)) + 1e-6
+    if support is not None:  # each member's spread over the whole support, as the ensemble's
+      value_MxS = vn.apply_fused(model.config, fused, g_MxD, support_SxE)
+      scale_M = jnp.sqrt(jnp.var(value_MxS, axis=1, where=support_mask_S)) + 1e-6
 
     def member(params, g_D, scale, theta_NxE):
       objective = lambda enc_E: net.apply(params, g_D, enc_E, method=vn.ValueNet.value)

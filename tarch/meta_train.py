@@ -79,7 +79,7 @@ class TrainConfig:
   # after training on held-out tasks by `shrinkage_rule` (before the task-effect scale)
   task_kernel: bool = True  # also consider ranking by the training tasks' results under a
   # kernel over tasks (`tarch.task_kernel`); used instead of V only where it does better on the
-  # held-out training tasks (see `_choose_ranker`)
+  # held-out training tasks (see `tarch.ranker.choose`)
   seed: int = 0
 
   def __post_init__(self):
@@ -89,6 +89,7 @@ class TrainConfig:
     except ValueError as e:
       raise ValueError(f"invalid TrainConfig target: {e}") from None
     checks = {
+        "0 <= seed < 2**31": 0 <= self.seed < 2**31,
         "ensemble_size >= 1": self.ensemble_size >= 1,
         "holdout_tasks >= 0": self.holdout_tasks >= 0,
         "num_steps >= 1": self.num_steps >= 1,

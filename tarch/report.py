@@ -31,7 +31,7 @@ def loto_summary(results: pd.DataFrame) -> dict:
 def sweep_summary(results: pd.DataFrame, swept: list[str]) -> dict:
   """`sweep_summary.json` content: for each swept configuration and method, the mean normalised
   regret over all its simulations, the standard error over held-out tasks of the seed-averaged
-  regret (NaN with one task) and the number of simulations."""
+  regret (None with one task) and the number of simulations."""
   configs = []
   groups = results.groupby(swept, sort=False) if swept else [((), results)]
   for values, sub in groups:
@@ -43,7 +43,7 @@ def sweep_summary(results: pd.DataFrame, swept: list[str]) -> dict:
         continue
       per_task = m.groupby("task")["normalized_regret"].mean().to_numpy()
       se = (float(per_task.std(ddof=1) / np.sqrt(len(per_task))) if len(per_task) > 1
-            else float("nan"))
+            else None)  # undefined with one task: null in strict JSON
       methods[method] = {"mean_normalized_regret": float(m["normalized_regret"].mean()),
                          "se": se, "num_simulations": int(len(m))}
     configs.append({"config": {k: _plain(v) for k, v in zip(swept, values)}, "methods": methods})
@@ -107,7 +107,7 @@ def plot_sweep(summary: dict, path: str) -> None:
   width = 0.8 / len(methods)
   for j, method in enumerate(methods):
     mean = [c["methods"][method]["mean_normalized_regret"] for c in configs]
-    se = [np.nan_to_num(c["methods"][method]["se"]) for c in configs]
+    se = [c["methods"][method]["se"] or 0.0 for c in configs]
     ax.bar(np.arange(len(configs)) + j * width, mean, width, yerr=se, label=method,
            color=f"C{j}")
   labels = [", ".join(f"{k}={v:g}" for k, v in c["config"].items()) or "default"

@@ -54,6 +54,10 @@ class Spec:
     if unknown:
       raise ValueError(f"cannot sweep {unknown}: sweepable hyperparameters are {list(SWEEPABLE)}"
                        " (the others fix shapes or the program's structure)")
+    repeated = [name for name, values in (("tasks", self.tasks), ("seeds", self.seeds),
+                                           *self.grid) if len(set(values)) != len(values)]
+    if repeated:
+      raise ValueError(f"a sweep lists each value once; repeated in {repeated}")
     empty = [n for n, values in self.grid if not values]
     if not self.tasks or not self.seeds or empty:
       raise ValueError(f"a sweep needs at least one task, seed and value of each swept "
@@ -118,7 +122,7 @@ def _load_store(store: str, fp: str) -> dict[str, dict]:
     try:
       with open(os.path.join(store, name)) as f:
         chunk = json.load(f)
-      if chunk.get("fingerprint") != fp:
+      if not isinstance(chunk, dict) or chunk.get("fingerprint") != fp:
         continue
       for sim in chunk["simulations"]:
         done[sim["key"]] = sim["result"]
@@ -128,17 +132,26 @@ def _load_store(store: str, fp: str) -> dict[str, dict]:
 
 
 def _to_json(result_np: simulate.Result, i: int) -> dict:
+  """Simulation `i` of a host `Result`, strict-JSON-ready: non-finite floats as the strings
+  "inf", "-inf" and "nan" (which `_from_json` reads back)."""
+  def plain(x):
+    if isinstance(x, float) and not np.isfinite(x):
+      return str(x)
+    return x
+
   out = {}
   for field in dataclasses.fields(result_np):
     value = np.asarray(getattr(result_np, field.name))[i]
-    out[field.name] = value.tolist() if value.ndim else value.item()
+    value = value.tolist() if value.ndim else value.item()
+    out[field.name] = [plain(x) for x in value] if isinstance(value, list) else plain(value)
   return out
 
 
 def _from_json(fields: dict) -> simulate.Result:
   def arr(v):
-    return np.asarray(np.nan if v is None else v) if not isinstance(v, list) else np.asarray(
-        [np.nan if x is None else x for x in v])
+    if isinstance(v, list):
+      return np.asarray([float(x) if isinstance(x, str) else x for x in v])
+    return np.asarray(float(v) if isinstance(v, str) else v)
   return simulate.Result(**{k: arr(v) for k, v in fields.items()})
 
 
@@ -194,7 +207,7 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
     real = len(chunk)
     records = [{"key": keys[index[j]], "result": _to_json(result, j)} for j in range(real)]
     name = hashlib.sha1("\n".join(r["key"] for r in records).encode()).hexdigest()[:16]
-    atomic.atomic_write_json(os.path.join(store, f"chunk-{name}.json"),
+    atomic.atomic_write_json(os.path.join(store, f"chunk-{fp}-{name}.json"),
                              {"fingerprint": fp, "simulations": records})
     for r in records:
       done[r["key"]] = r["result"]

@@ -82,10 +82,14 @@ class PercentileTable(flax.struct.PyTreeNode):
     weighted task's nearest evaluated architectures. Weights need not sum to one.
     """
     weight_T = jnp.asarray(weight_T, jnp.float32)
+    # Full float32 products: accelerators' default matmul precision (TF32, bfloat16) would round
+    # percentiles 1/A apart into ties.
+    dot = lambda w, x: jnp.matmul(w, x, precision=jax.lax.Precision.HIGHEST)
     measured_TxA = jnp.where(self.evaluated_TxA, self.pct_TxA, 0.0)
-    mass_A = weight_T @ self.evaluated_TxA.astype(jnp.float32)
-    direct_A = (weight_T @ measured_TxA) / jnp.maximum(mass_A, 1e-30)
-    filled_A = (weight_T @ self.pct_TxA) / jnp.maximum(weight_T.sum(), 1e-30)
+    mass_A = dot(weight_T, self.evaluated_TxA.astype(jnp.float32))
+    direct_A = dot(weight_T, measured_TxA) / jnp.where(mass_A > 0, mass_A, 1.0)
+    total = weight_T.sum()
+    filled_A = dot(weight_T, self.pct_TxA) / jnp.where(total > 0, total, 1.0)
     return jnp.where(mass_A > 0, direct_A, filled_A)
 
 
@@ -98,8 +102,8 @@ def top_quantile_mean(score_A: jax.Array, value_A: jax.Array, member_A: jax.Arra
   keep index order) and the top ones are averaged through a mask. NaN without members.
   """
   n = member_A.sum()
-  k = jnp.maximum(1, jnp.round(top_quantile * n)).astype(jnp.int32)
-  order = jnp.argsort(jnp.where(member_A, -score_A, jnp.inf), stable=True)
+  k = jnp.clip(jnp.round(top_quantile * n), 1, jnp.maximum(n, 1)).astype(jnp.int32)
+  order = jnp.lexsort((-score_A, ~member_A))  # members first, then by score (stable)
   take = jnp.arange(score_A.shape[0]) < k
   mean = jnp.sum(jnp.where(take, value_A[order], 0.0)) / k.astype(value_A.dtype)
   return jnp.where(n > 0, mean, jnp.nan)

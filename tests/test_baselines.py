@@ -129,3 +129,22 @@ def test_top_quantile_mean_counts_members_only():
   assert float(tables.top_quantile_mean(score, value, members, 0.3)) == pytest.approx(2.0)
   assert float(tables.top_quantile_mean(score, value, members, 0.67)) == pytest.approx(2.5)
   assert np.isnan(float(tables.top_quantile_mean(score, value, jnp.zeros(4, bool), 0.5)))
+
+
+def test_tiny_kernel_weights_still_average():
+  """Far tasks' float32 kernel weights can be below 1e-30: a weighted mean stays a mean."""
+  table = tables.PercentileTable(pct_TxA=jnp.array([[0.1, 0.5], [0.2, 0.9]]),
+                                 evaluated_TxA=jnp.array([[True, False], [True, True]]),
+                                 enc_AxE=jnp.eye(2))
+  scores = np.asarray(table.scores(jnp.array([1.0, 1e-33])))
+  assert scores[1] == pytest.approx(0.9)  # measured by the far task only
+  assert scores[0] == pytest.approx(0.1)
+
+
+def test_top_quantile_mean_ranks_members_first_and_caps_k():
+  score = jnp.array([-jnp.inf, 1.0, 0.0])
+  value = jnp.array([0.5, 0.6, 0.9])
+  members = jnp.array([True, False, True])
+  # Two members: -inf ranks after 0.0 but before every non-member.
+  assert float(tables.top_quantile_mean(score, value, members, 1.0)) == pytest.approx(0.7)
+  assert float(tables.top_quantile_mean(score, value, members, 5.0)) == pytest.approx(0.7)

@@ -118,3 +118,15 @@ def test_sweep_spec_errors_name_the_problem(synthetic_ds):
   with pytest.raises(ValueError, match="learning_rate > 0"):
     sweep.run(synthetic_ds, static, train, infer_config, sweep_binary.spec_of(config, [0]),
               "/nonexistent/never/written", progress=None)
+
+
+def test_dynamic_fields_keep_their_declared_types():
+  """An integer written for a float field (a dropout of 0) is traced as float32; seeds as int32."""
+  from tarch import hparams, meta_train
+  static, dyn = hparams.split(meta_train.TrainConfig(meta_feature_dropout=0, seed=3))
+  assert dyn["meta_feature_dropout"].dtype == np.float32 and dyn["seed"].dtype == np.int32
+  assert static.seed == 0 and static.meta_feature_dropout == meta_train.TrainConfig().meta_feature_dropout
+  with pytest.raises(ValueError, match="seed < 2"):
+    meta_train.TrainConfig(seed=2**31)
+  with pytest.raises(ValueError, match=r"repeated in \['seeds'\]"):
+    sweep.Spec(tasks=(0, 1), seeds=(0, 0))
