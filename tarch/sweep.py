@@ -193,7 +193,7 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
   # One padded shape for every chunk, a multiple of the device count: one compiled program.
   size = mesh_lib.padded_size(max(len(c) for c in chunks), mesh) if chunks else 0
   start, finished = time.perf_counter(), 0
-  if progress is not None and len(done):
+  if progress is not None and len(pending) < len(keys):
     progress(f"reusing {len(keys) - len(pending)} of {len(keys)} simulations from {store}")
   for chunk in mine:
     index = [pending[i] for i in chunk]
