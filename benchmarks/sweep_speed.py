@@ -43,7 +43,7 @@ def main():
   data = simulate.Data.build(ds, train.target)
   loop_picks, steps = [], []
   for config, seed, task in sims:
-    tc, ic = sweep.library_configs(train, infer_config, config, seed)
+    tc, ic = sweep.point_configs(train, infer_config, config, seed)
     _, dyn = simulate.split(ds.space, net, tc, ic)
     result = jax.device_get(simulate.simulate_jit(static, dyn, data, jnp.int32(task)))
     loop_picks.append(result.pick_K)

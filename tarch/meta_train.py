@@ -376,11 +376,6 @@ def _one_standard_error_index(metric_SxM: jax.Array) -> jax.Array:
   return jnp.argmax(diff_mean <= se + 1e-7)
 
 
-def _one_standard_error_choice(scales, metric_SxM) -> float:
-  """The smallest of `scales` (ascending) that `_one_standard_error_index` picks."""
-  return float(np.asarray(scales)[int(_one_standard_error_index(jnp.asarray(metric_SxM)))])
-
-
 class TrainReport(flax.struct.PyTreeNode):
   """What `train` did, as arrays (so that it can be returned from a vmapped simulation)."""
 
@@ -549,7 +544,8 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
     train_tasks: indices or names of the tasks to learn from; default all.
     progress: called, once training is done, with each evaluation's dict (step, train_loss,
       val_loss, best_val_loss; val_loss is the early-stopping metric, lower is better), then
-      with the chosen scales and, with `train_config.task_kernel`, the ranker report.
+      with the chosen scales, the held-out metric of each scale tried and, with
+      `train_config.task_kernel`, the ranker report.
 
   Returns:
     The trained `ValueModel` (each member at its best held-out step, its optional terms shrunk
@@ -575,6 +571,11 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
                     "best_val_loss": float(report_np.best_val_loss_N[i])})
   extra = [{"interaction_scale": float(model.interaction_scale),
             "task_effect_scale": float(model.task_effect_scale)}]
+  for name, scales, metric_SxM in (
+      ("interaction_scale", train_config.interaction_scales, report_np.val_by_interaction_SxM),
+      ("task_effect_scale", train_config.task_effect_scales, report_np.val_by_task_effect_SxM)):
+    if len(metric_SxM):  # the held-out metric of each scale tried, mean over members
+      extra.append({f"val_loss_by_{name}": dict(zip(sorted(scales), metric_SxM.mean(1).tolist()))})
   if train_config.task_kernel:
     table = tables.PercentileTable.build(ds)
     model, choice = ranker_lib.choose(model, table, data.features_TxF, jnp.asarray(mask_T),

@@ -74,7 +74,7 @@ class Spec:
     return [(c, s, t) for c in self.configs() for s in self.seeds for t in self.tasks]
 
 
-def library_configs(train: TrainConfig, infer_config: InferConfig, config: dict[str, float],
+def point_configs(train: TrainConfig, infer_config: InferConfig, config: dict[str, float],
                     seed: int) -> tuple[TrainConfig, InferConfig]:
   """`train` and `infer_config` with one sweep point's values (validated by the dataclasses)."""
   train_values = {n: v for n, v in config.items() if not n.startswith("infer_")}
@@ -176,20 +176,20 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
       i % process_count == process_index (and returns only what is in the store).
   """
   sims = spec.simulations()
-  configs = [library_configs(train, infer_config, c, s) for c, s, _ in sims]  # validated
+  configs = [point_configs(train, infer_config, c, s) for c, s, _ in sims]  # validated
   keys = [sim_key(ds.task_names[t], s, tc, ic) for (c, s, t), (tc, ic) in zip(sims, configs)]
   for tc, ic in configs:  # every point must share the static part (one compiled program)
     if simulate.split(ds.space, static.value_net, tc, ic)[0] != static:
       raise ValueError("sweep points differ in static settings")
   mesh = mesh_lib.data_mesh(jax.local_devices()) if mesh is None else mesh
   os.makedirs(store, exist_ok=True)
-  data = simulate.Data.build(ds, train.target)
   fp = fingerprint.fingerprint(None, repr(static), *_data_parts(ds))
   done = _load_store(store, fp)
   pending = [i for i, k in enumerate(keys) if k not in done]
   chunks = _chunks(len(pending), chunk_size)
   mine = [c for i, c in enumerate(chunks) if i % process_count == process_index]
-  data = mesh_lib.replicate(data, mesh)
+  if mine:  # the device arrays, only when there is something to run
+    data = mesh_lib.replicate(simulate.Data.build(ds, train.target), mesh)
   # One padded shape for every chunk, a multiple of the device count: one compiled program.
   size = mesh_lib.padded_size(max(len(c) for c in chunks), mesh) if chunks else 0
   start, finished = time.perf_counter(), 0

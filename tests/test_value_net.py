@@ -115,14 +115,19 @@ def test_shrinkage_keeps_informative_meta_features():
   assert model.task_effect_scale > 0.0
 
 
+def _choice(scales, metric_SxM):
+  """The scale (ascending order) the in-graph one-standard-error rule picks."""
+  return scales[int(meta_train._one_standard_error_index(jnp.asarray(metric_SxM)))]
+
+
 def test_one_standard_error_rule_prefers_stronger_shrinkage():
   # Scale 1.0 is best on average; 0.25's paired differences to it (0.05, -0.03, 0.01) are within
   # one standard error, so the stronger shrinkage 0.25 is chosen; 0.0 is clearly worse.
   best = np.array([0.5, 0.7, 0.6])
   metric = np.stack([best + 0.5, best + np.array([0.05, -0.03, 0.01]), best])
-  assert meta_train._one_standard_error_choice([0.0, 0.25, 1.0], metric) == 0.25
+  assert _choice([0.0, 0.25, 1.0], metric) == 0.25
   clear = np.array([[1.0, 1.0, 1.0], [0.0, 0.01, 0.02]])
-  assert meta_train._one_standard_error_choice([0.0, 1.0], clear) == 1.0
+  assert _choice([0.0, 1.0], clear) == 1.0
 
 
 def test_one_standard_error_rule_is_paired_across_members():
@@ -130,7 +135,7 @@ def test_one_standard_error_rule_is_paired_across_members():
   # sees is real even when it is small next to that spread.
   best = np.array([0.5, 0.9, 0.1, 0.7])
   consistent_loss = np.stack([best + 0.02, best])
-  assert meta_train._one_standard_error_choice([0.0, 1.0], consistent_loss) == 1.0
+  assert _choice([0.0, 1.0], consistent_loss) == 1.0
 
 
 def test_interaction_term_is_shrunk_by_its_own_scale(synthetic_ds):
@@ -200,9 +205,9 @@ def test_members_hold_out_every_training_task():
 def test_one_standard_error_rule_keeps_the_first_choice_unless_clearly_worse():
   """Rows are choices (V first), columns held-out tasks, lower is better."""
   close = np.array([[0.50, 0.40, 0.60, 0.50], [0.45, 0.42, 0.50, 0.52]])  # within one SE
-  assert meta_train._one_standard_error_choice([0, 1], close) == 0
+  assert _choice([0, 1], close) == 0
   clear = np.array([[0.50, 0.40, 0.60, 0.50], [0.30, 0.21, 0.39, 0.31]])
-  assert meta_train._one_standard_error_choice([0, 1], clear) == 1
+  assert _choice([0, 1], clear) == 1
 
 
 def test_fit_chooses_the_ranker_on_held_out_tasks(synthetic_ds, fitted):
@@ -211,6 +216,9 @@ def test_fit_chooses_the_ranker_on_held_out_tasks(synthetic_ds, fitted):
   model, _ = meta_train.fit(synthetic_ds, NET, dataclasses.replace(TRAIN, num_steps=100),
                             train_tasks=range(5), progress=reports.append)
   (report,) = [r for r in reports if "ranker" in r]
+  (by_scale,) = [r["val_loss_by_interaction_scale"] for r in reports
+                 if "val_loss_by_interaction_scale" in r]
+  assert sorted(by_scale) == [0.0, 1.0] and all(np.isfinite(v) for v in by_scale.values())
   assert model.ranker == report["ranker"] and model.kernel is not None
   means = report["heldout_top_percentile"]
   if means["task_kernel"] <= means["value_net"]:
