@@ -40,10 +40,8 @@ VARIANTS = {
     "pessimism": ("rank by mean - 1 std of the ensemble", {"infer.pessimism": 1.0}),
     "ensemble_ascent": ("every restart ascends the ensemble mean, not one member's V",
                         {"infer.ascent": "ensemble"}),
-    "no_support": ("ascent without the pull toward the pool's members",
-                   {"infer.support_weight": 0.0}),
-    "no_task_kernel": ("V always ranks: the task-kernel ranker is not considered",
-                       {"train.task_kernel": False}),
+    "value_net_only": ("V always ranks: no blend with the task kernels and best_on_average",
+                       {"train.blend": False}),
 }
 
 

@@ -27,7 +27,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments.configs.loto import library_configs
-from tarch import adapters, atomic, evaluate, report, simulate, sweep
+from tarch import adapters, atomic, evaluate, ranker, report, simulate, sweep
 
 FLAGS = flags.FLAGS
 
@@ -66,10 +66,11 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
                        progress=lambda line: print(line, flush=True))
   for o in outcomes:
     regret = dict(zip(simulate.METHODS, o.result.regret_K.tolist()))
-    ranker = "task_kernel" if bool(o.result.use_kernel) else "value_net"
+    blend = ", ".join(f"{name} {w:.2f}" for name, w in
+                      ranker.describe_blend(o.result.blend_C).items() if w > 0)
     print(f"{ds.task_names[o.task]}: regret tarch {regret['tarch']:.3f}, best_on_average "
-          f"{regret['best_on_average']:.3f} ({int(o.result.train_steps)} steps, ranker "
-          f"{ranker})", flush=True)
+          f"{regret['best_on_average']:.3f} ({int(o.result.train_steps)} steps, ranked by "
+          f"{blend})", flush=True)
   results = evaluate.result_rows(ds, outcomes)[evaluate.RESULT_COLUMNS]
   atomic.atomic_write(os.path.join(workdir, "loto_results.csv"),
                       lambda tmp: results.to_csv(tmp, index=False))

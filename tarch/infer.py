@@ -7,17 +7,17 @@ annealed toward one-hot. By default (`InferConfig.ascent="members"`) each ensemb
 ascends its own V from its share of the restarts: a member costs 1/M of the ensemble per step,
 and the members' optima are as diverse as the members; with "ensemble" every restart ascends
 the ensemble mean (minus `pessimism` member standard deviations). Given a support set of
-architectures (by default the candidate pool), the objective adds a pull toward them: the log of
+architectures (e.g. the training table), the objective adds a pull toward them: the log of
 their kernel density (`_support_objective`), which keeps the ascent where V has evidence. Either
 way the candidates are ranked by the ensemble. The optima are
 discretised (or, with a candidate pool, replaced by their nearest pool members, the ascent having
 been restricted to the categorical values the pool uses), deduplicated, re-scored by the
 ensemble alone and returned best first.
 
-When `tarch.meta_train.fit` found that the training tasks' own results, weighted by a kernel
-over tasks, pick better than V on held-out training tasks (`ValueModel.ranker` is
-"task_kernel"), there is no ascent: the pool, or without one the architectures of the training
-table, is ranked by that kernel score (`tarch.task_kernel`).
+When `tarch.meta_train.fit` found on held-out training tasks that V should not rank alone but
+blended with the training tasks' own results (task kernels, best_on_average; `tarch.ranker`,
+`ValueModel.ranker` "blend"), there is no ascent: the pool, or without one the architectures of
+the training table, is ranked by that blend.
 
 Everything from the random starts to the top-k indices is one jit-compiled function; only
 decoding the winners to dictionaries happens on the host.
@@ -91,9 +91,9 @@ class Inference:
   architectures: list[dict[str, Any]]  # decoded architectures
   encodings: np.ndarray  # float32 [K, E]
   predicted: np.ndarray  # float32 [K] what they were ranked by (`ValueModel.score`): V's
-  # ensemble mean minus `pessimism` member standard deviations, or the task kernel's score
+  # ensemble mean minus `pessimism` member standard deviations, or the blend's score
   pool_indices: np.ndarray | None  # int [K] rows of the candidate pool, when one was given
-  ranker: str = "value_net"  # the model's ranker (`ValueModel.ranker`)
+  ranker: str = "value_net"  # the model's ranker (`ValueModel.ranker`): "value_net" or "blend"
 
 
 def _ascend(objective, infer_config: InferConfig, dyn, theta_E, bias_E, relax):
@@ -300,7 +300,8 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
       returned (each ascent optimum is projected onto its nearest member).
     support_SxE: optional encodings of the architectures V may be trusted near (e.g. those of
       its training table, `ds.enc_AxE`); the ascent is pulled toward them with weight
-      `config.support_weight`. Default: the pool (no support term without either).
+      `config.support_weight`. Default: no support term (with a pool, the optima are
+      projected onto its members anyway).
 
   Returns:
     An `Inference` with up to `config.top_k` distinct architectures, best predicted first.
@@ -318,10 +319,8 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
         f"{space.dim} with numeric entries {list(space.numeric_dims)}")
   pool_PxE = _encodings("pool", pool_PxE, space)
   support_SxE = _encodings("support", support_SxE, space)
-  if model.ranker == "task_kernel":
-    return _rank_by_kernel(model, space, features_F, config, pool_PxE)
-  if support_SxE is None:
-    support_SxE = pool_PxE
+  if model.ranker == "blend":
+    return _rank_by_blend(model, space, features_F, config, pool_PxE)
   static, dyn = hparams.split(config)
   enc, values, rows, valid = jax.device_get(_infer_jit(
       space, static, dyn, model, features_F, key, pool_PxE, None, support_SxE, None))
@@ -331,18 +330,16 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
       pool_indices=rows if pool_PxE is not None else None)
 
 
-def _rank_by_kernel(model: ValueModel, space: Space, features_F, config: InferConfig,
-                    pool_PxE) -> Inference:
-  """The pool (or the training table's architectures) ranked by the task kernel's score."""
-  scores_A = np.asarray(model.kernel_scores(features_F))
+def _rank_by_blend(model: ValueModel, space: Space, features_F, config: InferConfig,
+                   pool_PxE) -> Inference:
+  """The pool (or the training table's architectures) ranked by the model's blend."""
   if pool_PxE is None:  # The architectures that some training task evaluated.
     table = model.kernel.table
     seen_A = np.asarray((table.evaluated_TxA & model.kernel.train_T[:, None]).any(0))
     candidates = np.asarray(table.enc_AxE)[seen_A]
-    scores = scores_A[seen_A]
   else:
     candidates = np.asarray(pool_PxE)
-    scores = scores_A[tables.table_rows(model.kernel.table.enc_AxE, candidates)]
+  scores = np.asarray(model.score(features_F, candidates, config.pessimism))
   top = np.argsort(-scores, kind="stable")[:config.top_k]
   enc = candidates[top]
   return Inference(architectures=space.decode_many(enc), encodings=enc, predicted=scores[top],

@@ -77,9 +77,8 @@ class TrainConfig:
   # interaction term: keeps the main effects a model of their own, so the term can be shrunk
   interaction_scales: tuple[float, ...] = (0.0, 1.0)  # scales of the interaction term, chosen
   # after training on held-out tasks by `shrinkage_rule` (before the task-effect scale)
-  task_kernel: bool = True  # also consider ranking by the training tasks' results under a
-  # kernel over tasks (`tarch.task_kernel`); used instead of V only where it does better on the
-  # held-out training tasks (see `tarch.ranker.choose`)
+  blend: bool = True  # rank by the blend of V, task kernels and best_on_average that picks best
+  # on the held-out training tasks (`tarch.ranker.choose`); False: V alone
   seed: int = 0
 
   def __post_init__(self):
@@ -174,10 +173,11 @@ class FeatureScaler:
 class ValueModel:
   """A trained ensemble: everything `tarch.infer` needs to score architectures for a task.
 
-  `ranker` says what candidates are ranked by: "value_net" (V) or "task_kernel" (the training
-  tasks' results weighted by a kernel over tasks, `kernel`), whichever `tarch.ranker.choose`
-  found to pick better on held-out training tasks (`use_kernel`, an array so that the choice
-  can be made inside a compiled simulation).
+  `blend_C` weighs what candidates are ranked by (`tarch.ranker.COMPONENTS`: V, the training
+  tasks' results under a narrow and a wide kernel over tasks, and best_on_average), as
+  `tarch.ranker.choose` found best on held-out training tasks; an array, so that the choice can
+  be made inside a compiled simulation. `ranker` is "value_net" when V ranks alone (then
+  `tarch.infer` ascends V), else "blend".
   """
 
   params: Any  # Flax params with a leading ensemble axis [M, ...]
@@ -186,13 +186,15 @@ class ValueModel:
   task_effect_scale: float = 1.0  # the shrinkage chosen by `fit` (already applied to
   # `params`; kept for reporting; a leaf, so models differing only in it share compilations)
   interaction_scale: float = 1.0  # likewise for the interaction term
-  kernel: task_kernel_lib.TaskKernel | None = None  # the training table, for the kernel ranker
-  use_kernel: Any = False  # bool (array): rank by `kernel` instead of V
+  kernel: task_kernel_lib.TaskKernel | None = None  # the training tasks' table, for the blend
+  blend_C: Any = None  # float32 [C] weights of the ranker's components; None: V alone
 
   @property
   def ranker(self) -> str:
-    """ "task_kernel" or "value_net": what `score` ranks by (host only: reads `use_kernel`)."""
-    return "task_kernel" if self.kernel is not None and bool(self.use_kernel) else "value_net"
+    """ "value_net" (V alone) or "blend" (host only: reads `blend_C`)."""
+    if self.kernel is None or self.blend_C is None or float(np.asarray(self.blend_C)[0]) == 1:
+      return "value_net"
+    return "blend"
 
   def predict(self, features_F: jax.Array, enc_NxE: jax.Array,
               pessimism: float = 0.0) -> jax.Array:
@@ -202,13 +204,14 @@ class ValueModel:
 
   def score(self, features_F: jax.Array, enc_NxE: jax.Array,
             pessimism: float = 0.0) -> jax.Array:
-    """What candidates are ranked by `[N]`: `predict` for the "value_net" ranker; for
-    "task_kernel", the kernel-weighted mean percentile of each one's nearest table architecture
-    (`tarch.task_kernel`)."""
-    if self.ranker == "task_kernel":
-      rows = tables.table_rows(self.kernel.table.enc_AxE, enc_NxE)
-      return self.kernel_scores(features_F)[rows]
-    return self.predict(features_F, enc_NxE, pessimism)
+    """What candidates are ranked by `[N]`: `predict` for the "value_net" ranker; for "blend",
+    the blend of V's values and the table components of each one's nearest table architecture,
+    each standardised over the N candidates (`tarch.ranker.blend_scores`)."""
+    if self.ranker == "value_net":
+      return self.predict(features_F, enc_NxE, pessimism)
+    rows = tables.table_rows(self.kernel.table.enc_AxE, enc_NxE)
+    return _blend_score(self, jnp.asarray(features_F, jnp.float32),
+                        jnp.asarray(enc_NxE, jnp.float32), rows, float(pessimism))
 
   def kernel_scores(self, features_F: jax.Array) -> jax.Array:
     """The task kernel's score `[A]` of every architecture of its table, for raw meta-features."""
@@ -246,6 +249,17 @@ def _predict_members(model: ValueModel, features_F, enc_NxE):
 @functools.partial(jax.jit, static_argnames="pessimism")
 def _predict(model: ValueModel, features_F, enc_NxE, pessimism):
   return vn.lower_bound(_predict_members(model, features_F, enc_NxE), pessimism)
+
+
+@functools.partial(jax.jit, static_argnames="pessimism")
+def _blend_score(model: ValueModel, features_F, enc_NxE, rows_N, pessimism):
+  from tarch import ranker as ranker_lib  # ranker builds on this module
+  value_N = _predict(model, features_F, enc_NxE, pessimism)
+  z_F = model.scaler.standardize(features_F)
+  scores_CxN = ranker_lib.table_components(
+      model.kernel, z_F, jnp.zeros(model.kernel.table.enc_AxE.shape[0]))[:, rows_N]
+  return ranker_lib.blend_scores(model.blend_C, scores_CxN.at[0].set(value_N),
+                                 jnp.ones(value_N.shape[0], bool))
 
 
 class TrainData(flax.struct.PyTreeNode):
@@ -545,12 +559,12 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
     progress: called, once training is done, with each evaluation's dict (step, train_loss,
       val_loss, best_val_loss; val_loss is the early-stopping metric, lower is better), then
       with the chosen scales, the held-out metric of each scale tried and, with
-      `train_config.task_kernel`, the ranker report.
+      `train_config.blend`, the ranker's blend (`tarch.ranker.describe`).
 
   Returns:
     The trained `ValueModel` (each member at its best held-out step, its optional terms shrunk
-    on the held-out tasks; with `train_config.task_kernel`, the task kernel attached and the
-    ranker chosen by `tarch.ranker.choose`) and the history, one dict per evaluation.
+    on the held-out tasks; with `train_config.blend`, the training tasks' table attached and
+    the blend chosen by `tarch.ranker.choose`) and the history, one dict per evaluation.
   """
   from tarch import ranker as ranker_lib  # ranker builds on this module
 
@@ -576,7 +590,7 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
       ("task_effect_scale", train_config.task_effect_scales, report_np.val_by_task_effect_SxM)):
     if len(metric_SxM):  # the held-out metric of each scale tried, mean over members
       extra.append({f"val_loss_by_{name}": dict(zip(sorted(scales), metric_SxM.mean(1).tolist()))})
-  if train_config.task_kernel:
+  if train_config.blend:
     table = tables.PercentileTable.build(ds)
     model, choice = ranker_lib.choose(model, table, data.features_TxF, jnp.asarray(mask_T),
                                       report.held_MxT, dyn["top_quantile"])
@@ -623,7 +637,8 @@ def save(model: ValueModel, directory: str | os.PathLike) -> None:
     ckpt.save(os.path.join(directory, "state"), state, force=True)
   config = {**dataclasses.asdict(model.config),
             "task_effect_scale": float(model.task_effect_scale),
-            "interaction_scale": float(model.interaction_scale), "ranker": model.ranker}
+            "interaction_scale": float(model.interaction_scale),
+            "blend": None if model.blend_C is None else np.asarray(model.blend_C).tolist()}
   tmp = os.path.join(directory, "value_net.json.tmp")
   with open(tmp, "w") as f:
     json.dump(config, f, indent=2)
@@ -639,7 +654,7 @@ def restore(directory: str | os.PathLike) -> ValueModel:
     raw = json.load(f)
   scales = {name: float(raw.pop(name, 1.0))
             for name in ("task_effect_scale", "interaction_scale")}
-  ranker = raw.pop("ranker", "value_net")
+  blend = raw.pop("blend", None)
   config = vn.ValueNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
   with ocp.StandardCheckpointer() as ckpt:
     state = ckpt.restore(os.path.join(directory, "state"))
@@ -649,4 +664,5 @@ def restore(directory: str | os.PathLike) -> ValueModel:
     fields["table"] = tables.PercentileTable(**fields["table"])
     kernel = task_kernel_lib.TaskKernel(**fields)
   return ValueModel(params=state["params"], scaler=FeatureScaler(**state["scaler"]),
-                    config=config, kernel=kernel, use_kernel=ranker == "task_kernel", **scales)
+                    config=config, kernel=kernel,
+                    blend_C=None if blend is None else np.asarray(blend, np.float32), **scales)

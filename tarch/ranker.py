@@ -1,20 +1,31 @@
-"""The choice of ranker: V, or the training tasks' own results under a kernel over tasks.
+"""What ranks candidates for a new task: a blend of V, the task kernel and best_on_average.
 
 `tarch.meta_train` trains V; this module decides, on the training tasks that V's ensemble
-members held out, whether V or the task kernel (`tarch.task_kernel`) should rank candidates for
-a new task. Each training task held out by some member is scored twice: by the member that
-first held it out (V ranks the task's evaluated architectures; the mean percentile of its top
-`top_quantile` is the metric) and by the task kernel built from the other training tasks (at
-the bandwidth chosen by leave-one-task-out). The paired one-standard-error rule over those
-tasks keeps V unless the kernel is better by more than a standard error. The kernel's bandwidth
-was chosen on the same tasks, which tilts the comparison somewhat toward it.
+members held out, how much to trust it. Four component scores rank a task's architectures
+(`COMPONENTS`): V; the training tasks' percentiles under a kernel over tasks at a narrow and at a
+wide bandwidth (`tarch.task_kernel`, fixed bandwidths: nothing is tuned); and best_on_average,
+every training task weighted equally. A blend standardises each component over the candidates
+and adds them with weights on the simplex (`BLENDS`, steps of 1/4).
+
+Every candidate blend is judged honestly: each held-out training task is ranked by the member
+that held it out and by the kernels and best_on_average of *that member's fit tasks*, so no
+component has seen the task it is judged on (the mean percentile of the blend's top
+`top_quantile` is the metric). The one-standard-error rule, paired over those tasks, then takes
+the simplest blend whose metric is within a standard error of the best, simplest meaning most
+weight on best_on_average (then the wide kernel, the narrow one, V). So the pick falls back to
+best_on_average unless the held-out tasks show, beyond their noise, that the meta-features help:
+a meta-dataset without task structure gets best_on_average, one with strong structure the
+component that uses it.
 
 A pure function of device arrays, so the choice runs inside a compiled, vmapped simulation.
 
-Shape letters: T tasks, A architectures, F meta-features, M ensemble members.
+Shape letters: T tasks, A architectures, F meta-features, M ensemble members, C components,
+S candidate blends.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import flax.struct
 import jax
@@ -26,70 +37,120 @@ from tarch import task_kernel as task_kernel_lib
 from tarch import value_net as vn
 from tarch.meta_train import ValueModel, _one_standard_error_index
 
+COMPONENTS = ("value_net", "task_kernel_narrow", "task_kernel_wide", "best_on_average")
+# Relative bandwidths (units of the median distance between training tasks) of the two kernels.
+KERNEL_BANDWIDTHS = (0.5, 1.0)
+VALUE_NET_ONLY = (1.0, 0.0, 0.0, 0.0)
+
+
+def _simplex(parts: int, steps: int) -> np.ndarray:
+  """Weights `[S, parts]` on the simplex in steps of 1/steps, the simplest first: most weight
+  on the last part (best_on_average), then on the one before, and so on."""
+  points = [w for w in itertools.product(range(steps + 1), repeat=parts) if sum(w) == steps]
+  points.sort(key=lambda w: tuple(-x for x in reversed(w)))
+  return np.asarray(points, np.float32) / steps
+
+
+BLENDS = _simplex(len(COMPONENTS), 4)  # [S, C]; BLENDS[0] is best_on_average alone
+
 
 class Choice(flax.struct.PyTreeNode):
   """What `choose` compared, as arrays."""
 
-  use_kernel: jax.Array  # bool: the task kernel ranks
+  blend_C: jax.Array  # float32 the chosen weights of `COMPONENTS`
   compared: jax.Array  # bool: there were held-out tasks to compare on
-  bandwidth: jax.Array  # float32: the kernel's chosen relative bandwidth (inf: equal weights)
-  value_net_T: jax.Array  # float32: V's held-out top-quantile percentile per task (NaN: none)
-  task_kernel_T: jax.Array  # float32: the kernel's, on the same tasks
+  metric_TxS: jax.Array  # float32 each held-out task's top-quantile percentile under each of
+  # `BLENDS` (NaN: the task was not held out)
 
 
-def heldout_value_metric(model: ValueModel, table: tables.PercentileTable, features_TxF,
-                         held_MxT, top_quantile) -> jax.Array:
-  """`[T]`: for each task some member held out, the mean percentile of the architectures that
-  member's V ranks in the task's top `top_quantile` (NaN for tasks no member held out)."""
+def standardize(x_A: jax.Array, member_A: jax.Array) -> jax.Array:
+  """`x_A` minus its mean over the members, over their standard deviation (0 if constant)."""
+  n = jnp.maximum(member_A.sum(), 1)
+  mean = jnp.sum(jnp.where(member_A, x_A, 0.0)) / n
+  var = jnp.sum(jnp.where(member_A, (x_A - mean) ** 2, 0.0)) / n
+  std = jnp.sqrt(var)
+  return jnp.where(std > 0, (x_A - mean) / jnp.where(std > 0, std, 1.0), 0.0)
+
+
+def blend_scores(weight_C: jax.Array, scores_CxA: jax.Array, member_A: jax.Array) -> jax.Array:
+  """The blend `[A]` of component scores, each standardised over the candidates `member_A`."""
+  z_CxA = jax.vmap(standardize, in_axes=(0, None))(scores_CxA, member_A)
+  return jnp.tensordot(weight_C, z_CxA, axes=1)
+
+
+def table_components(kernel: task_kernel_lib.TaskKernel, z_F: jax.Array,
+                     value_A: jax.Array) -> jax.Array:
+  """The component scores `[C, A]` of every table architecture for a task with standardised
+  meta-features `z_F`: V's values `value_A`, then the kernel over `kernel.train_T` at each of
+  `KERNEL_BANDWIDTHS`, then best_on_average over the same tasks."""
+  kernels = [kernel.scores(z_F, bandwidth=jnp.float32(b)) for b in KERNEL_BANDWIDTHS]
+  boa = kernel.table.scores(kernel.train_T.astype(jnp.float32))
+  return jnp.stack([value_A, *kernels, boa])
+
+
+def heldout_blend_metrics(model: ValueModel, table: tables.PercentileTable, features_TxF,
+                          z_TxF: jax.Array, fit_MxT: jax.Array, held_MxT: jax.Array, top_quantile) -> jax.Array:
+  """`[T, S]`: for each task some member held out, the mean percentile of the architectures
+  each of `BLENDS` ranks in its top `top_quantile`, the components built by the member that
+  first held it out from that member's fit tasks (NaN for tasks no member held out)."""
   net = vn.ValueNet(model.config)
   holder_T = jnp.argmax(held_MxT, axis=0)
+  blends_SxC = jnp.asarray(BLENDS)
 
   def one(t):
-    g_D = model.task_embeddings(features_TxF[t])[holder_T[t]]
-    params = jax.tree.map(lambda x: x[holder_T[t]], model.params)
+    m = holder_T[t]
+    g_D = model.task_embeddings(features_TxF[t])[m]
+    params = jax.tree.map(lambda x: x[m], model.params)
     value_A = net.apply(params, g_D, table.enc_AxE, method=vn.ValueNet.value)
-    return tables.top_quantile_mean(value_A, table.pct_TxA[t], table.evaluated_TxA[t],
-                                    top_quantile)
+    kernel = task_kernel_lib.TaskKernel.build(z_TxF, fit_MxT[m], table)
+    scores_CxA = table_components(kernel, z_TxF[t], value_A)
+    member_A = table.evaluated_TxA[t]
+    return jax.vmap(lambda w: tables.top_quantile_mean(
+        blend_scores(w, scores_CxA, member_A), table.pct_TxA[t], member_A, top_quantile))(
+            blends_SxC)
 
-  metric_T = jax.lax.map(one, jnp.arange(held_MxT.shape[1]))
-  return jnp.where(held_MxT.any(0), metric_T, jnp.nan)
+  metric_TxS = jax.lax.map(one, jnp.arange(held_MxT.shape[1]))
+  return jnp.where(held_MxT.any(0)[:, None], metric_TxS, jnp.nan)
 
 
 def choose(model: ValueModel, table: tables.PercentileTable, features_TxF: jax.Array,
            mask_T: jax.Array, held_MxT: jax.Array, top_quantile: jax.Array,
            enabled: bool | jax.Array = True) -> tuple[ValueModel, Choice]:
-  """`model` with the task kernel over the training tasks `mask_T` attached and the ranker
-  that picks better on the held-out tasks (`held_MxT` from `tarch.meta_train.train`).
+  """`model` with the training tasks' table (a `TaskKernel` over `mask_T`) attached and the
+  blend that picks best on the held-out tasks (`held_MxT` from `tarch.meta_train.train`) by the
+  one-standard-error rule.
 
   Without held-out tasks (every member "holds out" every training task) there is nothing to
-  compare on, and with fewer than 3 training tasks no bandwidth to choose: V ranks. With
-  `enabled` false V ranks too, but the kernel is still attached (it is also a baseline).
+  compare on, and with fewer than 3 training tasks no kernel to speak of: V ranks alone. With
+  `enabled` false V ranks alone too, but the kernel is still attached (it is also a baseline).
   """
   features_TxF = jnp.asarray(features_TxF, jnp.float32)
-  kernel = task_kernel_lib.TaskKernel.build(model.scaler.standardize(features_TxF), mask_T,
-                                            table)
-  kernel, loo_TxB, b = task_kernel_lib.choose_bandwidth(kernel, top_quantile)
+  z_TxF = model.scaler.standardize(features_TxF)
+  kernel = task_kernel_lib.TaskKernel.build(z_TxF, mask_T, table)
   compared = ~jnp.all(jnp.where(mask_T, held_MxT, True)) & (mask_T.sum() >= 3)
-  value_T = heldout_value_metric(model, table, features_TxF, held_MxT, top_quantile)
-  kernel_T = jnp.where(jnp.isfinite(value_T), loo_TxB[:, b], jnp.nan)
-  index = _one_standard_error_index(-jnp.stack([value_T, kernel_T]))  # lower is better
-  use_kernel = jnp.asarray(enabled) & compared & (index == 1)
-  choice = Choice(use_kernel=use_kernel, compared=compared, bandwidth=kernel.bandwidth,
-                  value_net_T=value_T, task_kernel_T=kernel_T)
-  return model.replace(kernel=kernel, use_kernel=use_kernel), choice
+  fit_MxT = mask_T & ~held_MxT
+  metric_TxS = heldout_blend_metrics(model, table, features_TxF, z_TxF, fit_MxT, held_MxT, top_quantile)
+  index = _one_standard_error_index(-metric_TxS.T)  # lower is better
+  use = jnp.asarray(enabled) & compared
+  blend_C = jnp.where(use, jnp.asarray(BLENDS)[index], jnp.asarray(VALUE_NET_ONLY))
+  choice = Choice(blend_C=blend_C, compared=compared, metric_TxS=metric_TxS)
+  return model.replace(kernel=kernel, blend_C=blend_C), choice
+
+
+def describe_blend(blend_C) -> dict:
+  """`{component: weight}` of a (host) blend."""
+  return {name: float(w) for name, w in zip(COMPONENTS, np.asarray(blend_C).tolist())}
 
 
 def describe(choice: Choice) -> dict:
   """A JSON-ready summary of a (host) `Choice`."""
-  bandwidth = float(choice.bandwidth)
-  return {"ranker": "task_kernel" if bool(choice.use_kernel) else "value_net",
-          # JSON has no infinity: the widest bandwidth (equal weights) is written "inf".
-          "kernel_bandwidth": bandwidth if np.isfinite(bandwidth) else "inf",
-          "heldout_top_percentile": {
-              "value_net": _nanmean(choice.value_net_T),
-              "task_kernel": _nanmean(choice.task_kernel_T)}}
-
-
-def _nanmean(x) -> float | None:
-  x = np.asarray(x, np.float64)
-  return float(np.nanmean(x)) if np.isfinite(x).any() else None
+  metric_S = np.asarray(choice.metric_TxS, np.float64)
+  held = np.isfinite(metric_S).all(1)
+  chosen = [i for i, w in enumerate(BLENDS) if np.array_equal(w, np.asarray(choice.blend_C))]
+  out = {"blend": describe_blend(choice.blend_C), "heldout_tasks": int(held.sum())}
+  if held.any():
+    out["heldout_top_percentile"] = {
+        "best_on_average": float(metric_S[held, 0].mean()),
+        "value_net": float(metric_S[held, len(BLENDS) - 1].mean()),
+        "chosen": float(metric_S[held, chosen[0]].mean()) if chosen else None}
+  return out

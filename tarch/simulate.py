@@ -10,9 +10,9 @@ held-out tasks x seeds x hyperparameter values and shards that axis over devices
 part (shapes, ensemble size, loss kind, network layout) is one hashable `Static`.
 
 Methods (`METHODS`), judged on the held-out task's `test_score`:
-- `tarch`: gradient ascent through V restricted to the pool (`tarch.infer.infer_arrays`), or
-  the pool ranked by the task kernel when `tarch.ranker` chose it;
-- `tarch_rank`: the chosen ranker scores the whole pool, its best is taken;
+- `tarch`: gradient ascent through V restricted to the pool (`tarch.infer.infer_arrays`) when
+  `tarch.ranker` chose V alone, else the pool ranked by the chosen blend;
+- `tarch_rank`: the chosen ranking (V or the blend) scores the whole pool, its best is taken;
 - `best_on_average`: the best mean per-task percentile over the training tasks;
 - `knn`: the best of the training task nearest in standardised meta-features;
 - `task_kernel`: the best kernel-weighted mean percentile (bandwidth chosen on training tasks);
@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tarch import baselines, hparams, infer, meta_train, ranker, tables
+from tarch import baselines, hparams, infer, meta_train, ranker, tables, task_kernel
 from tarch import runs as runs_lib
 from tarch import value_net as vn
 from tarch.space import Space
@@ -66,17 +66,25 @@ class Data(flax.struct.PyTreeNode):
   table: tables.PercentileTable
   test_TxA: jax.Array  # float32 test score minus the task's best (0 is the best; masked by
   # table.evaluated_TxA)
+  group_T: jax.Array  # int32 each task's group: a held-out task's whole group is left out of
+  # training (default: each task its own group, leave-one-task-out)
 
   @classmethod
-  def build(cls, ds: runs_lib.MetaDataset, target: str) -> Data:
+  def build(cls, ds: runs_lib.MetaDataset, target: str, groups=None) -> Data:
+    """`groups`: optional int per task (e.g. the dataset a generated task was drawn from), so
+    that holding out a task holds out its siblings too (leave-one-group-out)."""
     test = np.zeros((ds.num_tasks, ds.num_archs))
     test[ds.task_R, ds.arch_R] = ds.test_score_R
     best_T = np.full(ds.num_tasks, -np.inf)
     np.maximum.at(best_T, ds.task_R, ds.test_score_R)
     # Shifted in float64 before the cast, so that float32 keeps the differences that regret
     # and percentile are made of, whatever the scores' offset.
+    group_T = np.arange(ds.num_tasks) if groups is None else np.asarray(groups)
+    if group_T.shape != (ds.num_tasks,) or not np.issubdtype(group_T.dtype, np.integer):
+      raise ValueError(f"groups must be {ds.num_tasks} integers, one per task; got {groups!r}")
     return cls(train=meta_train.prepare_data(ds, target), table=tables.PercentileTable.build(ds),
-               test_TxA=jnp.asarray(test - best_T[:, None], jnp.float32))
+               test_TxA=jnp.asarray(test - best_T[:, None], jnp.float32),
+               group_T=jnp.asarray(group_T, jnp.int32))
 
 
 class Result(flax.struct.PyTreeNode):
@@ -86,8 +94,10 @@ class Result(flax.struct.PyTreeNode):
   regret_K: jax.Array  # float32 normalised regret of the pick on the held-out task
   percentile_K: jax.Array  # float32 fraction of the pool with test score <= the pick's
   predicted_K: jax.Array  # float32 the ranker's score of the pick (NaN for non-tarch methods)
-  use_kernel: jax.Array  # bool: tarch ranked by the task kernel
-  bandwidth: jax.Array  # float32 the task kernel's relative bandwidth (inf: equal weights)
+  blend_C: jax.Array  # float32 weights of `tarch.ranker.COMPONENTS` in tarch's ranking (V
+  # alone, [1, 0, 0, 0]: its ascent picks)
+  bandwidth: jax.Array  # float32 the task_kernel baseline's relative bandwidth, chosen by
+  # leave-one-task-out over the training tasks (inf: equal weights)
   train_steps: jax.Array  # int32 optimiser steps run before early stopping
   best_val_loss: jax.Array  # float32 mean over members of the best early-stopping metric
   task_effect_scale: jax.Array  # float32 shrinkage chosen for the meta-feature term
@@ -108,40 +118,41 @@ def regret_and_percentile(chosen, test_A, pool_A):
 
 
 def simulate(static: Static, dyn: dict, data: Data, task: jax.Array) -> Result:
-  """One leave-one-task-out fold with `task` held out (pure; jit, vmap and shard it)."""
-  num_tasks = data.test_TxA.shape[0]
-  mask_T = jnp.arange(num_tasks) != task
+  """One leave-one-task-out fold with `task` (and its group) held out (pure; jit, vmap and
+  shard it)."""
+  mask_T = data.group_T != data.group_T[task]
   # As `meta_train.fit(seed=s)` trains, whatever the fold; the ascent's starts differ per task.
   k_train = jax.random.key(dyn["train"]["seed"])
   k_infer = jax.random.fold_in(k_train, task)
   model, report = meta_train.train(static.value_net, static.train, dyn["train"], data.train,
                                    mask_T, k_train)
   features_TxF = data.train.features_TxF
-  model, choice = ranker.choose(model, data.table, features_TxF, mask_T, report.held_MxT,
-                                dyn["train"]["top_quantile"], enabled=static.train.task_kernel)
+  model, _ = ranker.choose(model, data.table, features_TxF, mask_T, report.held_MxT,
+                                dyn["train"]["top_quantile"], enabled=static.train.blend)
   pool_A = data.table.evaluated_TxA[task]
   features_F = features_TxF[task]
   enc_AxE = data.train.enc_AxE
 
-  # The same expression as the ascent's support values (`infer.infer_arrays`): computed once.
   value_A = vn.lower_bound(
       vn.apply_fused(model.config, vn.fuse_members(model.config, model.params),
                      model.task_embeddings(features_F), enc_AxE), dyn["infer"]["pessimism"])
-  kernel_A = model.kernel_scores(features_F)
-  score_A = jnp.where(model.use_kernel, kernel_A, value_A)
-  _, _, rows, valid = infer.infer_arrays(
-      static.space, static.infer, dyn["infer"], model, features_F, k_infer, enc_AxE, pool_A,
-      enc_AxE, pool_A)
+  z_TxF = model.scaler.standardize(features_TxF)
+  blend_A = ranker.blend_scores(
+      model.blend_C, ranker.table_components(model.kernel, z_TxF[task], value_A), pool_A)
+  use_blend = model.blend_C[0] < 1  # else V ranks alone, and its ascent picks
+  score_A = jnp.where(use_blend, blend_A, value_A)
+  _, _, rows, valid = infer.infer_arrays(  # as `tarch.infer` with a pool: no support term
+      static.space, static.infer, dyn["infer"], model, features_F, k_infer, enc_AxE, pool_A)
   rank_pick = baselines.best_in_pool(score_A, pool_A)
   ascent_pick = jnp.where(valid[0], rows[0], rank_pick).astype(jnp.int32)
+  kernel, _, _ = task_kernel.choose_bandwidth(model.kernel, dyn["train"]["top_quantile"])
 
-  z_TxF = model.scaler.standardize(features_TxF)
   picks = {
-      "tarch": jnp.where(model.use_kernel, rank_pick, ascent_pick),
+      "tarch": jnp.where(use_blend, rank_pick, ascent_pick),
       "tarch_rank": rank_pick,
       "best_on_average": baselines.best_on_average(data.table, mask_T, pool_A),
       "knn": baselines.knn(data.table, z_TxF, mask_T, task, pool_A),
-      "task_kernel": baselines.best_in_pool(kernel_A, pool_A),
+      "task_kernel": baselines.best_in_pool(kernel.scores(z_TxF[task]), pool_A),
       "oracle": baselines.best_in_pool(data.test_TxA[task], pool_A),
   }
   pick_K = jnp.stack([picks[m] for m in METHODS])
@@ -150,8 +161,8 @@ def simulate(static: Static, dyn: dict, data: Data, task: jax.Array) -> Result:
   is_tarch = jnp.array([m.startswith("tarch") for m in METHODS])
   return Result(
       pick_K=pick_K, regret_K=regret_K, percentile_K=percentile_K,
-      predicted_K=jnp.where(is_tarch, score_A[pick_K], jnp.nan), use_kernel=model.use_kernel,
-      bandwidth=choice.bandwidth, train_steps=report.steps,
+      predicted_K=jnp.where(is_tarch, score_A[pick_K], jnp.nan), blend_C=model.blend_C,
+      bandwidth=kernel.bandwidth, train_steps=report.steps,
       best_val_loss=jnp.nanmin(report.best_val_loss_N),  # non-increasing
       task_effect_scale=jnp.asarray(model.task_effect_scale, jnp.float32),
       interaction_scale=jnp.asarray(model.interaction_scale, jnp.float32))

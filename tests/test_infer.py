@@ -22,7 +22,7 @@ def model(synthetic_ds):
   net = vn.ValueNetConfig(interaction_hidden=(32, 32), task_hidden=(8,))
   # The ascent is under test here, so the kernel ranker is not considered (tested below).
   train = meta_train.TrainConfig(ensemble_size=2, num_steps=200, eval_every=50, batch_size=64,
-                                 eval_size=256, task_kernel=False)
+                                 eval_size=256, blend=False)
   return meta_train.fit(synthetic_ds, net, train, train_tasks=range(5))[0]
 
 
@@ -143,7 +143,8 @@ def test_infer_rejects_bad_inputs(synthetic_ds, model):
 
 
 def test_held_out_scores_never_reach_the_methods(synthetic_ds):
-  """LOTO leakage check: scrambling the held-out task's scores changes no pick but the oracle's."""
+  """LOTO leakage check: scrambling the held-out task's scores changes no choice (the blend,
+  the shrinkage, the baselines' bandwidth) and no pick but the oracle's."""
   from tarch import simulate
   held_out = 0
   rows = synthetic_ds.task_rows(held_out)
@@ -158,12 +159,14 @@ def test_held_out_scores_never_reach_the_methods(synthetic_ds):
                                  eval_size=128)
   static, dyn = simulate.split(synthetic_ds.space, net, train,
                                infer_lib.InferConfig(num_restarts=8, num_steps=20))
-  picks = []
+  choices = []
   for ds in (synthetic_ds, scrambled):
-    result = simulate.simulate_jit(static, dyn, simulate.Data.build(ds, train.target),
-                                   jnp.int32(held_out))
-    picks.append(np.asarray(result.pick_K)[:-1])  # every method but the oracle
-  np.testing.assert_array_equal(picks[0], picks[1])
+    result = jax.device_get(simulate.simulate_jit(
+        static, dyn, simulate.Data.build(ds, train.target), jnp.int32(held_out)))
+    choices.append((result.pick_K[:-1], result.blend_C, result.bandwidth,  # all but the oracle
+                    result.task_effect_scale, result.interaction_scale, result.train_steps))
+  for before, after in zip(*choices):
+    np.testing.assert_array_equal(before, after)
 
 
 def _log_density(enc_NxE, support_SxE, bandwidth):
@@ -244,17 +247,17 @@ def test_support_density_keeps_the_members_v_values_most(synthetic_ds, model):
   assert float(bandwidth) == pytest.approx(float(infer_lib._neighbour_distance(support, members)))
 
 
-def test_kernel_ranker_ranks_the_pool_or_the_table_without_ascent(synthetic_ds):
+def test_blend_ranks_the_pool_or_the_table_without_ascent(synthetic_ds):
   net = vn.ValueNetConfig(interaction_hidden=(8,), task_hidden=(4,))
   train = meta_train.TrainConfig(ensemble_size=2, num_steps=40, eval_every=20, batch_size=32,
                                  eval_size=64)
   model = meta_train.fit(synthetic_ds, net, train, train_tasks=range(5))[0]
-  model = model.replace(use_kernel=True)
+  model = model.replace(blend_C=jnp.array([0.25, 0.25, 0.25, 0.25]))
   pool = jnp.asarray(synthetic_ds.enc_AxE[::3])
   result = infer_lib.infer(model, synthetic_ds.space, _features(synthetic_ds), jax.random.key(0),
                            CONFIG, pool_PxE=pool)
   score = np.asarray(model.score(_features(synthetic_ds), pool))
-  assert result.ranker == "task_kernel"
+  assert result.ranker == "blend"
   np.testing.assert_array_equal(result.pool_indices, np.argsort(-score, kind="stable")[:5])
   np.testing.assert_allclose(result.predicted, score[result.pool_indices], rtol=1e-6)
   # Without a pool: the training table's architectures (those the training tasks evaluated).

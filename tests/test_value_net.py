@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.stats
 
-from tarch import meta_train, tables
+from tarch import meta_train, ranker, tables
 from tarch import value_net as vn
 
 NET = vn.ValueNetConfig(interaction_hidden=(32, 32), task_hidden=(8,))
@@ -79,11 +79,13 @@ def test_save_restore_round_trip(tmp_path, synthetic_ds, fitted):
   enc = jnp.asarray(synthetic_ds.enc_AxE[:32])
   np.testing.assert_allclose(restored.predict(f, enc), model.predict(f, enc), rtol=1e-6)
   assert restored.ranker == model.ranker
-  kernel_model = model.replace(use_kernel=True)
-  meta_train.save(kernel_model, tmp_path / "kernel_model")
-  restored = meta_train.restore(tmp_path / "kernel_model")
-  assert restored.ranker == "task_kernel"
-  np.testing.assert_allclose(restored.score(f, enc), kernel_model.score(f, enc), rtol=1e-6)
+  blend_model = model.replace(blend_C=jnp.array([0.25, 0.25, 0.0, 0.5]))
+  meta_train.save(blend_model, tmp_path / "blend_model")
+  restored = meta_train.restore(tmp_path / "blend_model")
+  assert restored.ranker == "blend"
+  np.testing.assert_allclose(restored.blend_C, blend_model.blend_C)
+  np.testing.assert_allclose(restored.score(f, enc), blend_model.score(f, enc), rtol=1e-5,
+                             atol=1e-6)
 
 
 def test_fit_rejects_empty_training_set(synthetic_ds):
@@ -210,39 +212,58 @@ def test_one_standard_error_rule_keeps_the_first_choice_unless_clearly_worse():
   assert _choice([0, 1], clear) == 1
 
 
-def test_fit_chooses_the_ranker_on_held_out_tasks(synthetic_ds, fitted):
-  """The kernel replaces V only if it is better on the held-out tasks (paired one-SE rule)."""
+def test_fit_chooses_the_blend_on_held_out_tasks(synthetic_ds, fitted):
+  """The blend is the simplest candidate within one SE of the best on the held-out tasks."""
   reports = []
   model, _ = meta_train.fit(synthetic_ds, NET, dataclasses.replace(TRAIN, num_steps=100),
                             train_tasks=range(5), progress=reports.append)
-  (report,) = [r for r in reports if "ranker" in r]
+  (report,) = [r for r in reports if "blend" in r]
   (by_scale,) = [r["val_loss_by_interaction_scale"] for r in reports
                  if "val_loss_by_interaction_scale" in r]
   assert sorted(by_scale) == [0.0, 1.0] and all(np.isfinite(v) for v in by_scale.values())
-  assert model.ranker == report["ranker"] and model.kernel is not None
+  assert model.kernel is not None
+  assert report["blend"] == ranker.describe_blend(model.blend_C)
+  assert sum(report["blend"].values()) == pytest.approx(1.0)
   means = report["heldout_top_percentile"]
-  if means["task_kernel"] <= means["value_net"]:
-    assert model.ranker == "value_net"
+  assert means["chosen"] >= means["best_on_average"] - 1e-6 or report["heldout_tasks"] < 2
   off, _ = meta_train.fit(synthetic_ds, NET, dataclasses.replace(
-      TRAIN, num_steps=50, task_kernel=False), train_tasks=range(5))
+      TRAIN, num_steps=50, blend=False), train_tasks=range(5))
   assert off.ranker == "value_net" and off.kernel is None
 
 
-def test_kernel_score_is_the_weighted_mean_percentile(synthetic_ds, fitted):
-  """With an infinite bandwidth the kernel ranker scores a table architecture by its mean
-  percentile over the training tasks, as the best_on_average baseline does."""
+def test_blends_start_with_best_on_average_and_end_with_the_value_net():
+  assert ranker.BLENDS.shape == (35, len(ranker.COMPONENTS))
+  np.testing.assert_allclose(ranker.BLENDS.sum(1), 1.0)
+  np.testing.assert_array_equal(ranker.BLENDS[0], [0, 0, 0, 1])
+  np.testing.assert_array_equal(ranker.BLENDS[-1], ranker.VALUE_NET_ONLY)
+  assert (np.diff(ranker.BLENDS[:, -1]) <= 0).all()  # weight on best_on_average never grows
+
+
+def test_blend_scores_standardise_each_component_over_the_candidates():
+  member = jnp.array([True, True, True, False])
+  scores = jnp.array([[1.0, 2.0, 3.0, 100.0], [30.0, 20.0, 10.0, -5.0]])
+  z = np.asarray(ranker.blend_scores(jnp.array([0.5, 0.5]), scores, member))
+  np.testing.assert_allclose(z[:3], 0.0, atol=1e-6)  # opposite rankings cancel
+  z = np.asarray(ranker.blend_scores(jnp.array([1.0, 0.0]), scores, member))
+  np.testing.assert_allclose(z[:3], np.array([-1, 0, 1]) / np.std([1, 2, 3]), rtol=1e-5)
+  constant = np.asarray(ranker.blend_scores(jnp.array([1.0]), jnp.ones((1, 4)), member))
+  np.testing.assert_array_equal(constant, 0.0)
+
+
+def test_blend_score_of_best_on_average_is_the_mean_percentile_order(synthetic_ds, fitted):
+  """With all weight on best_on_average the model ranks candidates by their mean percentile
+  over the training tasks; a candidate off the table takes its nearest table architecture's."""
   model, _ = fitted
-  kernel_model = model.replace(use_kernel=True,
-                               kernel=model.kernel.replace(bandwidth=jnp.float32(np.inf)))
-  assert kernel_model.ranker == "task_kernel"
+  boa_model = model.replace(blend_C=jnp.array([0.0, 0.0, 0.0, 1.0]))
+  assert boa_model.ranker == "blend"
   pool = synthetic_ds.arch_R[synthetic_ds.task_rows(2)]
   features = jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32)
-  score = kernel_model.score(features, jnp.asarray(synthetic_ds.enc_AxE[pool]))
+  score = np.asarray(boa_model.score(features, jnp.asarray(synthetic_ds.enc_AxE[pool])))
   weight_T = np.isin(np.arange(synthetic_ds.num_tasks), range(5)).astype(np.float32)
-  table = tables.PercentileTable.build(synthetic_ds)
-  np.testing.assert_allclose(score, np.asarray(table.scores(weight_T))[pool], rtol=1e-5)
-  # A candidate off the table takes its nearest table architecture's score.
-  near = kernel_model.score(features, jnp.asarray(synthetic_ds.enc_AxE[pool]) + 1e-3)
+  mean_pct = np.asarray(tables.PercentileTable.build(synthetic_ds).scores(weight_T))[pool]
+  np.testing.assert_allclose(score, (mean_pct - mean_pct.mean()) / mean_pct.std(), rtol=1e-4,
+                             atol=1e-5)
+  near = boa_model.score(features, jnp.asarray(synthetic_ds.enc_AxE[pool]) + 1e-3)
   np.testing.assert_allclose(near, score, rtol=1e-6)
 
 
