@@ -158,7 +158,7 @@ def _from_json(fields: dict) -> simulate.Result:
 def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
         infer_config: InferConfig, spec: Spec, store: str, chunk_size: int = 32,
         mesh: Mesh | None = None, progress: Callable[[str], None] | None = print,
-        process_index: int = 0, process_count: int = 1) -> list[Outcome]:
+        process_index: int = 0, process_count: int = 1, groups=None) -> list[Outcome]:
   """Runs (or resumes) every simulation of `spec`; returns them in `spec.simulations()` order.
 
   Args:
@@ -174,6 +174,8 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
     progress: called with a line after each chunk (simulations done, simulations/s, ETA).
     process_index, process_count: on several hosts, this process runs chunks i with
       i % process_count == process_index (and returns only what is in the store).
+    groups: optional group of each task (`simulate.Data.build`): a held-out task's whole group
+      is left out of training. Default: leave-one-task-out.
   """
   sims = spec.simulations()
   configs = [point_configs(train, infer_config, c, s) for c, s, _ in sims]  # validated
@@ -183,13 +185,14 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
       raise ValueError("sweep points differ in static settings")
   mesh = mesh_lib.data_mesh(jax.local_devices()) if mesh is None else mesh
   os.makedirs(store, exist_ok=True)
-  fp = fingerprint.fingerprint(None, repr(static), *_data_parts(ds))
+  group_T = np.arange(ds.num_tasks) if groups is None else np.asarray(groups)
+  fp = fingerprint.fingerprint(None, repr(static), *_data_parts(ds), group_T)
   done = _load_store(store, fp)
   pending = [i for i, k in enumerate(keys) if k not in done]
   chunks = _chunks(len(pending), chunk_size)
   mine = [c for i, c in enumerate(chunks) if i % process_count == process_index]
   if mine:  # the device arrays, only when there is something to run
-    data = mesh_lib.replicate(simulate.Data.build(ds, train.target), mesh)
+    data = mesh_lib.replicate(simulate.Data.build(ds, train.target, group_T), mesh)
   # One padded shape for every chunk, a multiple of the device count: one compiled program.
   size = mesh_lib.padded_size(max(len(c) for c in chunks), mesh) if chunks else 0
   start, finished = time.perf_counter(), 0
