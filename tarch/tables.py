@@ -98,15 +98,40 @@ def top_quantile_mean(score_A: jax.Array, value_A: jax.Array, member_A: jax.Arra
   """Mean of `value_A` over the `top_quantile` fraction (at least one) of the members
   (`member_A` true) that `score_A` ranks highest: how good a pick by `score_A` is.
 
-  The count round(top_quantile * members) may be traced, so every member is ranked once (ties
-  keep index order) and the top ones are averaged through a mask. NaN without members.
+  Ties at the cut keep index order (NaN scores rank last). The count round(top_quantile *
+  members) may be traced, so there is no `top_k`; and no sort either, which costs tens of
+  milliseconds per call over a table of 26,206 architectures on a CPU, and this runs for every
+  held-out task, blend and bandwidth of a simulation. Instead the k-th largest score is found
+  by bisection over the 32-bit order-preserving integer image of the floats: 32 counting passes.
+  NaN without members.
   """
   n = member_A.sum()
   k = jnp.clip(jnp.round(top_quantile * n), 1, jnp.maximum(n, 1)).astype(jnp.int32)
-  order = jnp.lexsort((-score_A, ~member_A))  # members first, then by score (stable)
-  take = jnp.arange(score_A.shape[0]) < k
-  mean = jnp.sum(jnp.where(take, value_A[order], 0.0)) / k.astype(value_A.dtype)
+  key_A = _sortable_key(jnp.where(jnp.isnan(score_A), -jnp.inf, score_A))
+
+  def count_at_least(t):
+    return jnp.sum(member_A & (key_A >= t))
+
+  def bisect(_, bounds):  # invariant: count_at_least(lo) >= k; the answer is <= hi
+    lo, hi = bounds
+    mid = lo + (hi - lo) // 2 + (hi > lo).astype(jnp.uint32)
+    ok = count_at_least(mid) >= k
+    return jnp.where(ok, mid, lo), jnp.where(ok, hi, mid - 1)
+
+  cut, _ = jax.lax.fori_loop(0, 33, bisect, (jnp.uint32(0), jnp.uint32(2**32 - 1)))
+  above_A = member_A & (key_A > cut)
+  tie_A = member_A & (key_A == cut)
+  take_A = above_A | (tie_A & (jnp.cumsum(tie_A) <= k - above_A.sum()))
+  mean = jnp.sum(jnp.where(take_A, value_A, 0.0)) / k.astype(value_A.dtype)
   return jnp.where(n > 0, mean, jnp.nan)
+
+
+def _sortable_key(x: jax.Array) -> jax.Array:
+  """uint32 keys in the order of the float32 values `x` (-0.0 equal to 0.0; no NaN)."""
+  x = jnp.asarray(x, jnp.float32)
+  bits = jax.lax.bitcast_convert_type(jnp.where(x == 0, 0.0, x), jnp.uint32)
+  negative = (bits >> 31).astype(bool)
+  return jnp.where(negative, ~bits, bits | jnp.uint32(2**31))
 
 
 def table_rows(enc_AxE, candidates_CxE) -> np.ndarray:

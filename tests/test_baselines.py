@@ -1,5 +1,6 @@
 """Per-task percentile tables, the table baselines and the task kernel."""
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pandas as pd
@@ -148,3 +149,19 @@ def test_top_quantile_mean_ranks_members_first_and_caps_k():
   # Two members: -inf ranks after 0.0 but before every non-member.
   assert float(tables.top_quantile_mean(score, value, members, 1.0)) == pytest.approx(0.7)
   assert float(tables.top_quantile_mean(score, value, members, 5.0)) == pytest.approx(0.7)
+
+
+def test_top_quantile_mean_matches_a_stable_sort():
+  """The bisection gives what ranking members first, then by score (stable), gives: ties at the
+  cut in index order, infinities, -0.0 equal to 0.0."""
+  rng = np.random.default_rng(0)
+  top = jax.jit(tables.top_quantile_mean)
+  for i in range(60):
+    score = (rng.integers(-3, 4, 40) if i % 2 else rng.normal(size=40)).astype(np.float32)
+    score[rng.integers(0, 40, 3)] = (-np.inf, np.inf, -0.0)
+    value = rng.normal(size=40).astype(np.float32)
+    member = rng.uniform(size=40) < 0.7
+    q = rng.uniform(0.0, 1.2)
+    k = int(np.clip(np.round(q * member.sum()), 1, member.sum()))
+    expected = value[np.lexsort((-score, ~member))[:k]].mean()
+    assert float(top(score, value, member, q)) == pytest.approx(expected, abs=1e-5)
