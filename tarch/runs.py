@@ -279,8 +279,9 @@ def _build(space: Space, runs: _Table, tasks: _Table, source: str = "") -> MetaD
   """Validates both tables and assembles the dataset."""
   clash = [n for n in space.names if n in _RESERVED]
   if clash:
+    where = os.path.join(source, SPACE_FILE) if source else f"space {space.name!r}"
     raise MetaDatasetError(
-        f"space {space.name!r}: choice names {clash} clash with the runs columns {_RESERVED}")
+        f"{where}: choice names {clash} clash with the runs columns {_RESERVED}")
   task_names, feature_names, features_TxF = _read_tasks(tasks)
   task_idx, choice_cols, score, test_score, cost = _read_runs(space, runs)
   task_idx = _match_tasks(runs, tasks, task_idx, task_names)

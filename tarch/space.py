@@ -68,6 +68,23 @@ Choice = Categorical | Integer | Float
 _NUMERIC_TYPES = {"int": Integer, "float": Float}
 
 
+_SPACE_KEYS = ("name", "choices")
+_CHOICE_KEYS = {"categorical": ("name", "type", "values"),
+                "int": ("name", "type", "low", "high", "log"),
+                "float": ("name", "type", "low", "high", "log")}
+
+
+def _check_keys(d: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
+  """SpaceError for a key not in `allowed`, suggesting the allowed key it nearly spells (a key
+  that is silently ignored would silently change the space: `"Log": true` is not log scale)."""
+  for key in d:
+    if key in allowed:
+      continue
+    near = [a for a in allowed if str(key).strip().lower() == a]
+    hint = f"; did you mean {near[0]!r}?" if near else f"; allowed: {', '.join(allowed)}"
+    raise SpaceError(f"{where}: unknown key {key!r}{hint}")
+
+
 def _choice_from_dict(d: Mapping[str, Any], where: str) -> Choice:
   """Builds one choice from its JSON object; `where` names it in errors."""
   if not isinstance(d, Mapping):
@@ -77,6 +94,8 @@ def _choice_from_dict(d: Mapping[str, Any], where: str) -> Choice:
     raise SpaceError(f"{where}: 'name' must be a non-empty string")
   kind = d.get("type")
   where = f"{where} ({name!r})"
+  if kind in _CHOICE_KEYS:
+    _check_keys(d, _CHOICE_KEYS[kind], where)
   if kind == "categorical":
     values = d.get("values")
     if not isinstance(values, Sequence) or isinstance(values, str) or not values:
@@ -129,6 +148,7 @@ class Space:
     """Builds a space from the `space.json` object; errors name `source` and the choice."""
     if not isinstance(d, Mapping):
       raise SpaceError(f"{source}: expected a JSON object")
+    _check_keys(d, _SPACE_KEYS, source)
     choices = d.get("choices")
     if not isinstance(choices, list) or not choices:
       raise SpaceError(f"{source}: 'choices' must be a non-empty list")
@@ -141,9 +161,9 @@ class Space:
 
   @classmethod
   def from_json(cls, path: str | os.PathLike) -> Space:
-    """Reads a `space.json` file."""
+    """Reads a `space.json` file (UTF-8, with or without a byte-order mark)."""
     try:
-      with open(path) as f:
+      with open(path, encoding="utf-8-sig") as f:
         d = json.load(f)
     except json.JSONDecodeError as e:
       raise SpaceError(f"{path}: not valid JSON ({e})") from None

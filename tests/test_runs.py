@@ -273,12 +273,15 @@ def test_from_frames_names_sources():
     runs.from_frames(space, runs_df, tasks_df, runs_source="x.parquet")
 
 
-def test_choice_named_like_a_runs_column_is_rejected():
+def test_choice_named_like_a_runs_column_is_rejected(tmp_path):
   space = Space.from_dict({"name": "s", "choices": [
       {"name": "score", "type": "int", "low": 1, "high": 3}]})
   with pytest.raises(MetaDatasetError, match="'score'"):
     runs.from_frames(space, pd.DataFrame({"task": ["t"], "score": [1.0]}),
                      pd.DataFrame({"task": ["t"], "f": [0.0]}))
+  write_dir(tmp_path, space=space.to_dict())
+  with pytest.raises(MetaDatasetError, match=r"space\.json: choice names \['score'\]"):
+    runs.load_meta_dataset(tmp_path)
 
 
 # ------------------------------------------------------------------------------------------------

@@ -346,6 +346,23 @@ def test_from_json_invalid_json_names_file(tmp_path):
   assert str(path) in str(e.value)
 
 
+@pytest.mark.parametrize("d, message", [
+    (_space(_num(Log=True)), r"choices\[0\] \('n'\): unknown key 'Log'; did you mean 'log'\?"),
+    (_space(_num(**{"high ": 9})), r"unknown key 'high '; did you mean 'high'\?"),
+    (_space(dict(_CAT, low=0)), r"unknown key 'low'; allowed: name, type, values"),
+    ({**_space(_CAT), "Choices": []}, r"unknown key 'Choices'; did you mean 'choices'\?"),
+])
+def test_unknown_keys_are_errors_not_silently_ignored(d, message):
+  with pytest.raises(SpaceError, match=message):
+    Space.from_dict(d)
+
+
+def test_from_json_accepts_a_byte_order_mark(tmp_path):
+  path = tmp_path / "space.json"
+  path.write_bytes(b"\xef\xbb\xbf" + json.dumps(TOY).encode())
+  assert Space.from_json(path) == Space.from_dict(TOY)
+
+
 def test_from_json_invalid_space_names_file(tmp_path):
   path = tmp_path / "space.json"
   path.write_text(json.dumps(_space(_num(low=3, high=1))))
