@@ -7,9 +7,9 @@ r"""End to end: from raw data to an architecture inferred for a new task, then t
    others (`experiments/configs/loto.py` settings);
 3. infer an architecture for the held-out task from its meta-features (`tarch.infer`, no pool:
    the ascent through the value network over the whole continuous space, pulled toward the
-   table's architectures, where it has evidence; or, when `meta_train.fit` chose the task-kernel
-   ranker, the table's architectures ranked by the training tasks' results, each task weighted
-   by its similarity in meta-features);
+   table's architectures, where it has evidence; or, when `meta_train.fit` chose to blend V with
+   the training tasks' results (task kernels, best_on_average; `tarch.ranker`), the table's
+   architectures ranked by that blend);
 4. actually train it on the held-out task, and for comparison train (same family, steps and batch
    size per model): best_on_average (the architecture of the table with the best mean
    percentile over the training tasks), and `--random_repeats` x 10 architectures sampled at

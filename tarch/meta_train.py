@@ -213,10 +213,6 @@ class ValueModel:
     return _blend_score(self, jnp.asarray(features_F, jnp.float32),
                         jnp.asarray(enc_NxE, jnp.float32), rows, float(pessimism))
 
-  def kernel_scores(self, features_F: jax.Array) -> jax.Array:
-    """The task kernel's score `[A]` of every architecture of its table, for raw meta-features."""
-    return self.kernel.scores(self.scaler.standardize(jnp.asarray(features_F, jnp.float32)))
-
   def predict_members(self, features_F: jax.Array, enc_NxE: jax.Array) -> jax.Array:
     """Per-member values `[M, N]`."""
     return _predict_members(self, features_F, enc_NxE)

@@ -1,8 +1,8 @@
 """Per-task percentile tables: every task's results as a dense `[T, A]` array, jit-friendly.
 
 Scores are not comparable across tasks, percentiles within a task are. The table baselines
-(`best_on_average`, `knn`), the task-kernel ranker (`tarch.task_kernel`) and its
-leave-one-task-out bandwidth choice all score an architecture by a weighted mean, over tasks, of
+(`best_on_average`, `knn`), the task kernels (`tarch.task_kernel`) and the ranker's blend
+(`tarch.ranker`) all score an architecture by a weighted mean, over tasks, of
 its percentile on each task. With the table dense, that is one matrix-vector product for any
 weights, so every such score is a pure function of device arrays that `jax.vmap` batches over
 held-out tasks, seeds and bandwidths.

@@ -20,7 +20,7 @@ CONFIG = infer_lib.InferConfig(num_restarts=16, num_steps=60, top_k=5)
 @pytest.fixture(scope="module")
 def model(synthetic_ds):
   net = vn.ValueNetConfig(interaction_hidden=(32, 32), task_hidden=(8,))
-  # The ascent is under test here, so the kernel ranker is not considered (tested below).
+  # The ascent is under test here, so V ranks alone (the blend is tested below).
   train = meta_train.TrainConfig(ensemble_size=2, num_steps=200, eval_every=50, batch_size=64,
                                  eval_size=256, blend=False)
   return meta_train.fit(synthetic_ds, net, train, train_tasks=range(5))[0]
