@@ -18,6 +18,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import os
+import warnings
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -479,10 +480,11 @@ def load_meta_dataset(path: str | os.PathLike) -> MetaDataset:
     raise MetaDatasetError(msg if space_path in msg else f"{space_path}: {msg}") from e
 
   tasks_path = os.path.join(path, TASKS_FILE)
-  tasks = _Table(_read_csv(tasks_path, [TASK]), tasks_path, csv_path=tasks_path)
+  tasks = _Table(_read_csv(tasks_path, [TASK], expected=[TASK]), tasks_path, csv_path=tasks_path)
   if has[RUNS_CSV]:
     runs_path = os.path.join(path, RUNS_CSV)
-    runs_df = _read_csv(runs_path, _string_columns(space), keep=_runs_columns(space))
+    runs_df = _read_csv(runs_path, _string_columns(space), keep=_runs_columns(space),
+                        expected=_runs_columns(space))
     runs = _Table(runs_df, runs_path, csv_path=runs_path)
   else:
     runs_path = os.path.join(path, RUNS_PARQUET)
@@ -513,29 +515,85 @@ def _runs_columns(space: Space) -> list[str]:
   return [TASK, *space.names, SCORE, TEST_SCORE, COST]
 
 
-def _read_csv(path: str, str_columns: Sequence[str], keep: Sequence[str] | None = None):
-  """Reads a CSV with `str_columns` as text; only `keep` columns (if given) are parsed."""
+def _read_csv(path: str, str_columns: Sequence[str], keep: Sequence[str] | None = None,
+              expected: Sequence[str] = ()):
+  """Reads a CSV with `str_columns` as text, keeping only `keep` columns (if given).
+
+  Strict: the header may not repeat a column nor nearly spell one of `expected` (the reserved
+  names and choices; `_check_header`), and every data line must have as many fields as the
+  header: a line with one more (an unquoted decimal comma, a stray trailing field) would
+  otherwise shift or drop a value silently.
+  """
   try:
-    header = pd.read_csv(path, nrows=0).columns
-    usecols = [c for c in header if c in keep] if keep is not None else None
-    # No NA spellings at all: "None" or "NA" may be real categorical values or task names, and
-    # numeric columns are coerced (with a precise message) later anyway.
-    return pd.read_csv(path, usecols=usecols, keep_default_na=False,
-                       dtype={c: str for c in str_columns if c in header})
-  except pd.errors.EmptyDataError:
-    raise MetaDatasetError(f"{path}: empty file (expected a header line)") from None
-  except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as e:
+    with open(path, newline="", encoding="utf-8-sig") as f:
+      header = next(csv.reader(f), None)
+  except UnicodeDecodeError as e:
     raise MetaDatasetError(f"{path}: cannot parse CSV: {e}") from e
+  if not header or not "".join(header).strip():
+    raise MetaDatasetError(f"{path}: empty file (expected a header line)")
+  _check_header(f"{path}, line 1", header, expected)
+  try:
+    with warnings.catch_warnings():
+      # A line longer than the header: pandas warns (then drops the extra field) or, with
+      # index_col unset, quietly turns the first column into the index.
+      warnings.simplefilter("error", pd.errors.ParserWarning)
+      # No NA spellings at all: "None" or "NA" may be real categorical values or task names,
+      # and numeric columns are coerced (with a precise message) later anyway.
+      df = pd.read_csv(path, index_col=False, keep_default_na=False,
+                       dtype={c: str for c in str_columns if c in header})
+  except (pd.errors.ParserWarning, pd.errors.ParserError) as e:
+    line, fields = _first_long_line(path, len(header))
+    if line is None:
+      raise MetaDatasetError(f"{path}: cannot parse CSV: {e}") from e
+    raise MetaDatasetError(
+        f"{path}, line {line}: {fields} fields, but the header has {len(header)} (an unquoted "
+        "comma in a value, e.g. a decimal comma, or a stray trailing field?)") from None
+  except (UnicodeDecodeError, ValueError) as e:
+    raise MetaDatasetError(f"{path}: cannot parse CSV: {e}") from e
+  return df if keep is None else df[[c for c in df.columns if c in keep]]
+
+
+def _first_long_line(path: str, width: int) -> tuple[int | None, int]:
+  """(line, field count) of the first record with more than `width` fields, or (None, 0)."""
+  with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
+    reader = csv.reader(f)
+    for record in reader:
+      if len(record) > width:
+        return reader.line_num, len(record)
+  return None, 0
+
+
+def _check_header(where: str, names: Sequence[str], expected: Sequence[str]) -> None:
+  """MetaDatasetError for a repeated column, or one that differs from an expected name only in
+  case or surrounding spaces (`Test_Score`, `cost `): it would be ignored or read as something
+  else, silently."""
+  seen = {}
+  for i, name in enumerate(names, 1):
+    if name in seen:
+      raise MetaDatasetError(
+          f"{where}: column {name!r} appears twice (columns {seen[name]} and {i}); keep one")
+    seen[name] = i
+  for name in names:
+    for want in expected:
+      if name != want and name.strip().lower() == want.lower():
+        raise MetaDatasetError(
+            f"{where}: column {name!r} differs from {want!r} only in case or spaces; rename it "
+            f"to {want!r} (or to something clearly different)")
 
 
 def _read_parquet(path: str, keep: Sequence[str]) -> pd.DataFrame:
-  """Reads the `keep` columns present in a parquet file."""
+  """Reads the `keep` columns present in a parquet file (whose column names are checked as a
+  CSV header is, `_check_header`)."""
   import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
 
   try:
     names = pq.read_schema(path).names
-    return pd.read_parquet(path, columns=[c for c in names if c in keep])
   except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError.
+    raise MetaDatasetError(f"{path}: cannot read parquet: {e}") from e
+  _check_header(path, names, keep)
+  try:
+    return pd.read_parquet(path, columns=[c for c in names if c in keep])
+  except (OSError, ValueError) as e:
     raise MetaDatasetError(f"{path}: cannot read parquet: {e}") from e
 
 

@@ -273,6 +273,54 @@ def test_from_frames_names_sources():
     runs.from_frames(space, runs_df, tasks_df, runs_source="x.parquet")
 
 
+@pytest.mark.parametrize("rows, line, fields", [
+    (_with(RUNS, 2, "note", "0,5"), 4, 9),  # an unquoted decimal comma on one line
+    ([r + ["extra"] for r in RUNS], 2, 9),  # a stray trailing field on every line
+])
+def test_a_line_longer_than_the_header_is_an_error(tmp_path, rows, line, fields):
+  """Neither a shifted nor a dropped value: pandas would read every later column one off, or
+  the first column as the index."""
+  write_dir(tmp_path)
+  with open(tmp_path / "runs.csv", "w", newline="") as f:  # unquoted, as a careless writer does
+    f.write(",".join(RUN_COLUMNS) + "\n" + "\n".join(",".join(r) for r in rows) + "\n")
+  with pytest.raises(MetaDatasetError,
+                     match=rf"runs\.csv, line {line}: {fields} fields, but the header has 8"):
+    runs.load_meta_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("columns, message", [
+    (RUN_COLUMNS[:-1] + ["score"], r"column 'score' appears twice \(columns 5 and 8\)"),
+    (RUN_COLUMNS[:-1] + ["op"], r"column 'op' appears twice"),
+    (["task", "op", "layers", "lr", "score", "Test_Score", "cost", "note"],
+     r"column 'Test_Score' differs from 'test_score' only in case or spaces"),
+    (["task", "op", "layers", "lr", "score", "test_score", "cost ", "note"],
+     r"column 'cost ' differs from 'cost'"),
+    (["task", "op", "Layers", "lr", "score", "test_score", "cost", "note"],
+     r"column 'Layers' differs from 'layers'"),
+])
+def test_repeated_or_nearly_reserved_columns_are_errors(tmp_path, columns, message):
+  write_dir(tmp_path, run_columns=columns)
+  with pytest.raises(MetaDatasetError, match=r"runs\.csv, line 1: " + message):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_repeated_meta_feature_and_near_miss_task_column_are_errors(tmp_path):
+  write_dir(tmp_path, task_columns=["task", "f1", "f1"])
+  with pytest.raises(MetaDatasetError, match=r"tasks\.csv, line 1: column 'f1' appears twice"):
+    runs.load_meta_dataset(tmp_path)
+  write_dir(tmp_path, task_columns=[" Task", "f1", "f2"])
+  with pytest.raises(MetaDatasetError, match=r"tasks\.csv, line 1: column ' Task' differs"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_parquet_columns_are_checked_as_a_header_is(tmp_path):
+  space, runs_df, tasks_df = _frames()
+  runs.write_meta_dataset(tmp_path, space, runs_df, tasks_df, runs_format="parquet")
+  runs_df.rename(columns={"test_score": "TEST_SCORE"}).to_parquet(tmp_path / "runs.parquet")
+  with pytest.raises(MetaDatasetError, match=r"runs\.parquet: column 'TEST_SCORE' differs"):
+    runs.load_meta_dataset(tmp_path)
+
+
 def test_choice_named_like_a_runs_column_is_rejected(tmp_path):
   space = Space.from_dict({"name": "s", "choices": [
       {"name": "score", "type": "int", "low": 1, "high": 3}]})
