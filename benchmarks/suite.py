@@ -9,7 +9,8 @@ normalised regret, the paired difference tarch - best_on_average (per task, seed
 first) with its standard error over tasks, and the mean weights of the ranker's blend
 (`tarch.ranker`). The generated tables are built here with `experiments.generate` (smaller than
 the default one, so that the whole suite runs in minutes); everything is cached in the workdir
-and a rerun resumes. Writes `WORKDIR/suite_summary.json`:
+and a rerun resumes (a change to tarch's source regenerates the tables and reruns the
+simulations, as the caches' fingerprints require). Writes `WORKDIR/suite_summary.json`:
 
   {"meta_datasets": {"<name>": {"methods": {"<method>": {"mean_normalized_regret": float}},
                                 "tarch_minus_best_on_average": float, "se": float}}}
@@ -29,7 +30,8 @@ import numpy as np
 from experiments import generate
 from experiments.configs import offline
 from experiments.configs.loto import get_config, library_configs
-from tarch import adapters, atomic, evaluate, ranker, runs, simulate, sweep, synthetic, tasks
+from tarch import (adapters, atomic, evaluate, fingerprint, ranker, runs, simulate, sweep,
+                   synthetic, tasks)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -75,8 +77,10 @@ def _generated(workdir: str, options: dict) -> str:
   config.num_seeds = 1
   config.batch_models = 512
   config.child.num_steps = options["num_steps"]
+  # One directory per tarch source: generation refuses a workdir whose plan another source made.
   key = "_".join([*options["sources"], str(options["num_tasks"]),
-                  str(options["num_architectures"]), str(options["num_steps"])])
+                  str(options["num_architectures"]), str(options["num_steps"]),
+                  fingerprint.source_digest()[:12]])
   return generate.run(config, os.path.join(workdir, "generated", key), progress=lambda _: None)
 
 

@@ -14,12 +14,13 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, TypeVar
 
-import numpy as np
+import jax
+import jax.numpy as jnp
 
 C = TypeVar("C")
 
 
-def split(config: C) -> tuple[C, dict[str, np.ndarray]]:
+def split(config: C) -> tuple[C, dict[str, jax.Array]]:
   """(static config, {dynamic field: scalar array}) of a config with a `DYNAMIC` tuple."""
   names = type(config).DYNAMIC
   fields = {f.name: f for f in dataclasses.fields(config)}
@@ -27,13 +28,11 @@ def split(config: C) -> tuple[C, dict[str, np.ndarray]]:
   return static, {n: as_array(getattr(config, n), fields[n].type) for n in names}
 
 
-def as_array(value: Any, declared: Any = "float") -> np.ndarray:
-  """A scalar hyperparameter as a host array of its field's declared type: int32 for `int`
-  fields (seeds; ValueError outside int32), float32 for the others (an integer value included).
-  Host arrays, not device arrays: a compiled call takes them as they are, and making them costs
-  no dispatch (`tarch.infer` splits its config on every call)."""
+def as_array(value: Any, declared: Any = "float") -> jax.Array:
+  """A scalar hyperparameter as an array of its field's declared type: int32 for `int` fields
+  (seeds; ValueError outside int32), float32 for the others (an integer value included)."""
   if declared in ("int", int):
     if not -2**31 <= int(value) < 2**31:
       raise ValueError(f"{value} does not fit in int32")
-    return np.asarray(value, np.int32)
-  return np.asarray(value, np.float32)
+    return jnp.asarray(value, jnp.int32)
+  return jnp.asarray(value, jnp.float32)

@@ -212,6 +212,12 @@ def infer_arrays(space: Space, infer_config: InferConfig, dyn: dict, model: Valu
 _infer_jit = jax.jit(infer_arrays, static_argnames=("space", "infer_config"))
 
 
+@functools.lru_cache(maxsize=64)
+def _split(config: InferConfig):
+  """`hparams.split` of a config, its arrays made once per config rather than on every call."""
+  return hparams.split(config)
+
+
 def _with_support(value, support, weight, enc_E, scale=None):
   """The ascent objective with the support term: `value / scale + weight * log_density`
   (`scale`: default the support's, `_support_objective`)."""
@@ -321,7 +327,7 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
   support_SxE = _encodings("support", support_SxE, space)
   if model.ranker == "blend":
     return _rank_by_blend(model, space, features_F, config, pool_PxE)
-  static, dyn = hparams.split(config)
+  static, dyn = _split(config)
   enc, values, rows, valid = jax.device_get(_infer_jit(
       space, static, dyn, model, features_F, key, pool_PxE, None, support_SxE, None))
   enc, values, rows = enc[valid], values[valid], rows[valid]
