@@ -77,11 +77,11 @@ class Data(flax.struct.PyTreeNode):
     test[ds.task_R, ds.arch_R] = ds.test_score_R
     best_T = np.full(ds.num_tasks, -np.inf)
     np.maximum.at(best_T, ds.task_R, ds.test_score_R)
-    # Shifted in float64 before the cast, so that float32 keeps the differences that regret
-    # and percentile are made of, whatever the scores' offset.
     group_T = np.arange(ds.num_tasks) if groups is None else np.asarray(groups)
     if group_T.shape != (ds.num_tasks,) or not np.issubdtype(group_T.dtype, np.integer):
       raise ValueError(f"groups must be {ds.num_tasks} integers, one per task; got {groups!r}")
+    # Shifted in float64 before the cast, so that float32 keeps the differences that regret
+    # and percentile are made of, whatever the scores' offset.
     return cls(train=meta_train.prepare_data(ds, target), table=tables.PercentileTable.build(ds),
                test_TxA=jnp.asarray(test - best_T[:, None], jnp.float32),
                group_T=jnp.asarray(group_T, jnp.int32))
@@ -128,7 +128,7 @@ def simulate(static: Static, dyn: dict, data: Data, task: jax.Array) -> Result:
                                    mask_T, k_train)
   features_TxF = data.train.features_TxF
   model, _ = ranker.choose(model, data.table, features_TxF, mask_T, report.held_MxT,
-                                dyn["train"]["top_quantile"], enabled=static.train.blend)
+                           dyn["train"]["top_quantile"], enabled=static.train.blend)
   pool_A = data.table.evaluated_TxA[task]
   features_F = features_TxF[task]
   enc_AxE = data.train.enc_AxE

@@ -142,12 +142,17 @@ def test_infer_rejects_bad_inputs(synthetic_ds, model):
                     pool_PxE=bad_pool)
 
 
-def test_held_out_scores_never_reach_the_methods(synthetic_ds):
-  """LOTO leakage check: scrambling the held-out task's scores changes no choice (the blend,
-  the shrinkage, the baselines' bandwidth) and no pick but the oracle's."""
+@pytest.mark.parametrize("groups, scrambled_task", [
+    (None, 0),  # leave-one-task-out: the held-out task itself
+    ([0, 0, 1, 2, 3, 4], 1),  # leave-one-group-out: a sibling in the held-out task's group
+])
+def test_held_out_scores_never_reach_the_methods(synthetic_ds, groups, scrambled_task):
+  """LOTO leakage check: scrambling the scores of the held-out task (or of a task in its group)
+  changes no choice (the blend, the shrinkage, the baselines' bandwidth) and no pick but the
+  oracle's."""
   from tarch import simulate
   held_out = 0
-  rows = synthetic_ds.task_rows(held_out)
+  rows = synthetic_ds.task_rows(scrambled_task)
   rng = np.random.default_rng(0)
   scrambled = dataclasses.replace(
       synthetic_ds,
@@ -162,9 +167,10 @@ def test_held_out_scores_never_reach_the_methods(synthetic_ds):
   choices = []
   for ds in (synthetic_ds, scrambled):
     result = jax.device_get(simulate.simulate_jit(
-        static, dyn, simulate.Data.build(ds, train.target), jnp.int32(held_out)))
+        static, dyn, simulate.Data.build(ds, train.target, groups), jnp.int32(held_out)))
     choices.append((result.pick_K[:-1], result.blend_C, result.bandwidth,  # all but the oracle
-                    result.task_effect_scale, result.interaction_scale, result.train_steps))
+                    result.task_effect_scale, result.interaction_scale, result.train_steps,
+                    result.best_val_loss))  # moves if any scrambled score reaches training
   for before, after in zip(*choices):
     np.testing.assert_array_equal(before, after)
 
