@@ -651,6 +651,11 @@ def restore(directory: str | os.PathLike) -> ValueModel:
   scales = {name: float(raw.pop(name, 1.0))
             for name in ("task_effect_scale", "interaction_scale")}
   blend = raw.pop("blend", None)
+  # Models saved before the blend name their ranker instead: V alone reads as before; the task
+  # kernel at a bandwidth chosen by leave-one-task-out has no blend equivalent.
+  if raw.pop("ranker", "value_net") != "value_net":
+    raise ValueError(f"{directory}: saved by an older tarch whose task-kernel ranker this version "
+                     "replaced by a blend (tarch.ranker); fit the model again")
   config = vn.ValueNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
   with ocp.StandardCheckpointer() as ckpt:
     state = ckpt.restore(os.path.join(directory, "state"))

@@ -1,6 +1,7 @@
 """Value network, meta-training and save/restore."""
 
 import dataclasses
+import json
 
 import jax
 import jax.numpy as jnp
@@ -86,6 +87,15 @@ def test_save_restore_round_trip(tmp_path, synthetic_ds, fitted):
   np.testing.assert_allclose(restored.blend_C, blend_model.blend_C)
   np.testing.assert_allclose(restored.score(f, enc), blend_model.score(f, enc), rtol=1e-5,
                              atol=1e-6)
+  # A model saved before the blend: V alone restores; the old task-kernel ranker is an error.
+  config_path = tmp_path / "model" / "value_net.json"
+  saved = json.loads(config_path.read_text())
+  del saved["blend"]
+  config_path.write_text(json.dumps({**saved, "ranker": "value_net"}))
+  assert meta_train.restore(tmp_path / "model").ranker == "value_net"
+  config_path.write_text(json.dumps({**saved, "ranker": "task_kernel"}))
+  with pytest.raises(ValueError, match="older tarch whose task-kernel ranker"):
+    meta_train.restore(tmp_path / "model")
 
 
 def test_fit_rejects_empty_training_set(synthetic_ds):
