@@ -72,10 +72,11 @@ def standardize(x_A: jax.Array, member_A: jax.Array) -> jax.Array:
   return jnp.where(std > 0, (x_A - mean) / jnp.where(std > 0, std, 1.0), 0.0)
 
 
-def blend_scores(weight_C: jax.Array, scores_CxA: jax.Array, member_A: jax.Array) -> jax.Array:
-  """The blend `[A]` of component scores, each standardised over the candidates `member_A`."""
+def blend_scores(weight_xC: jax.Array, scores_CxA: jax.Array, member_A: jax.Array) -> jax.Array:
+  """The blend `[..., A]` of component scores, each standardised over the candidates
+  `member_A`, for one weight vector `[C]` or several `[S, C]`."""
   z_CxA = jax.vmap(standardize, in_axes=(0, None))(scores_CxA, member_A)
-  return jnp.tensordot(weight_C, z_CxA, axes=1)
+  return jnp.tensordot(weight_xC, z_CxA, axes=1)
 
 
 def table_components(kernel: task_kernel_lib.TaskKernel, z_F: jax.Array,
@@ -89,7 +90,8 @@ def table_components(kernel: task_kernel_lib.TaskKernel, z_F: jax.Array,
 
 
 def heldout_blend_metrics(model: ValueModel, table: tables.PercentileTable, features_TxF,
-                          z_TxF: jax.Array, fit_MxT: jax.Array, held_MxT: jax.Array, top_quantile) -> jax.Array:
+                          z_TxF: jax.Array, fit_MxT: jax.Array, held_MxT: jax.Array,
+                          top_quantile) -> jax.Array:
   """`[T, S]`: for each task some member held out, the mean percentile of the architectures
   each of `BLENDS` ranks in its top `top_quantile`, the components built by the member that
   first held it out from that member's fit tasks (NaN for tasks no member held out)."""
@@ -105,9 +107,9 @@ def heldout_blend_metrics(model: ValueModel, table: tables.PercentileTable, feat
     kernel = task_kernel_lib.TaskKernel.build(z_TxF, fit_MxT[m], table)
     scores_CxA = table_components(kernel, z_TxF[t], value_A)
     member_A = table.evaluated_TxA[t]
-    return jax.vmap(lambda w: tables.top_quantile_mean(
-        blend_scores(w, scores_CxA, member_A), table.pct_TxA[t], member_A, top_quantile))(
-            blends_SxC)
+    return jax.vmap(lambda score_A: tables.top_quantile_mean(
+        score_A, table.pct_TxA[t], member_A, top_quantile))(
+            blend_scores(blends_SxC, scores_CxA, member_A))
 
   metric_TxS = jax.lax.map(one, jnp.arange(held_MxT.shape[1]))
   return jnp.where(held_MxT.any(0)[:, None], metric_TxS, jnp.nan)
@@ -129,7 +131,8 @@ def choose(model: ValueModel, table: tables.PercentileTable, features_TxF: jax.A
   kernel = task_kernel_lib.TaskKernel.build(z_TxF, mask_T, table)
   compared = ~jnp.all(jnp.where(mask_T, held_MxT, True)) & (mask_T.sum() >= 3)
   fit_MxT = mask_T & ~held_MxT
-  metric_TxS = heldout_blend_metrics(model, table, features_TxF, z_TxF, fit_MxT, held_MxT, top_quantile)
+  metric_TxS = heldout_blend_metrics(model, table, features_TxF, z_TxF, fit_MxT, held_MxT,
+                                     top_quantile)
   index = _one_standard_error_index(-metric_TxS.T)  # lower is better
   use = jnp.asarray(enabled) & compared
   blend_C = jnp.where(use, jnp.asarray(BLENDS)[index], jnp.asarray(VALUE_NET_ONLY))
