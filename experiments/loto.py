@@ -56,6 +56,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
   """Runs (or resumes) the LOTO evaluation; returns the summary dict."""
   os.makedirs(workdir, exist_ok=True)
   ds, held_out = evaluate.load_held_out(workdir, data_dir, benchmark, tasks)
+  for note in evaluate.degenerate_notes(ds, held_out):
+    print(f"note: {note}", flush=True)
   atomic.atomic_write_text(os.path.join(workdir, "config.json"),
                            config.to_json_best_effort(indent=2))
   net, train, infer_config = library_configs(config)

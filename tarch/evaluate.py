@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import numpy as np
 import pandas as pd
 
 from tarch import adapters, metrics, simulate
@@ -37,6 +38,27 @@ def load_held_out(workdir: str, data_dir: str | None, benchmark: str | None,
       raise ValueError(f"--tasks names unknown tasks {unknown}; known: {list(ds.task_names)}")
     return ds, ds.task_indices(tasks)
   return ds, list(range(ds.num_tasks))
+
+
+def degenerate_notes(ds: runs_lib.MetaDataset, tasks: Sequence[int]) -> list[str]:
+  """A note for each held-out task whose metrics take a degenerate form (`tarch.metrics`): they
+  are defined, but say little, and a reader of the results should know why they are 0."""
+  notes = []
+  for t in tasks:
+    rows = ds.task_rows(t)
+    test_P = ds.test_score_R[rows]
+    best, median, worst = test_P.max(), np.median(test_P), test_P.min()
+    name = ds.task_names[t]
+    if len(rows) == 1:
+      notes.append(f"task {name!r} evaluated one architecture only: every method picks it "
+                   "(normalised regret 0, percentile 1)")
+    elif best == worst:
+      notes.append(f"task {name!r}: all {len(rows)} architectures have the same test score, "
+                   "so every pick has normalised regret 0 and percentile 1")
+    elif best == median:
+      notes.append(f"task {name!r}: at least half of its {len(rows)} architectures tie at the "
+                   "best test score, so a shortfall is scaled by best - worst, not best - median")
+  return notes
 
 
 def result_rows(ds: runs_lib.MetaDataset, outcomes) -> pd.DataFrame:

@@ -38,6 +38,7 @@ import numpy as np
 import optax
 
 from tarch import hparams, tables
+from tarch import runs as runs_lib
 from tarch import value_net as vn
 from tarch.meta_train import ValueModel
 from tarch.space import Space
@@ -312,12 +313,16 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
   Returns:
     An `Inference` with up to `config.top_k` distinct architectures, best predicted first.
   """
-  features_F = jnp.asarray(features_F, jnp.float32)
-  if features_F.shape != model.scaler.mean_F.shape:
+  raw_F = np.asarray(features_F, np.float64)  # checked before the float32 cast rounds or overflows
+  if raw_F.shape != model.scaler.mean_F.shape:
     raise ValueError(f"expected {model.scaler.mean_F.shape[0]} meta-features, got shape "
-                     f"{features_F.shape}")
-  if not np.all(np.isfinite(np.asarray(features_F))):
-    raise ValueError(f"meta-features must be finite, got {np.asarray(features_F).tolist()}")
+                     f"{raw_F.shape}")
+  bad = ~np.isfinite(raw_F) | (np.abs(raw_F) > runs_lib.FLOAT32_LIMIT)
+  if bad.any():
+    i = int(np.argmax(bad))
+    raise ValueError(f"meta-feature {i} is {raw_F[i]!r}: meta-features must be finite and within "
+                     f"+-{runs_lib.FLOAT32_LIMIT:.4g} (tarch computes in float32)")
+  features_F = jnp.asarray(raw_F, jnp.float32)
   if (model.config.encoding_dim, model.config.numeric_dims) != (space.dim, space.numeric_dims):
     raise ValueError(
         f"the model was trained on an encoding of width {model.config.encoding_dim} with numeric "

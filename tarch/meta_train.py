@@ -136,15 +136,19 @@ class FeatureScaler:
   def fit_masked(cls, features_TxF: jax.Array, mask_T: jax.Array) -> FeatureScaler:
     """From the meta-features of the tasks in `mask_T` (jit-compatible: the mask may be
     traced). Statistics are computed around the first training task's values, which keeps
-    float32 accurate for features with a large offset."""
+    float32 accurate for features with a large offset, and the spread is measured in units of
+    the largest deviation, so that squares neither overflow (features of 1e20) nor flush to
+    zero (features of 1e-20). A feature that is constant over the training tasks gets std 1."""
     x = jnp.asarray(features_TxF, jnp.float32)
     w = jnp.asarray(mask_T, jnp.float32)[:, None]
     n = jnp.maximum(w.sum(), 1.0)
     ref = x[jnp.argmax(mask_T)]
     d = x - ref
     mean_d = (w * d).sum(0) / n
-    std = jnp.sqrt((w * (d - mean_d) ** 2).sum(0) / n)
-    std = jnp.where(std > 1e-12, std, 1.0)
+    unit = jnp.max(jnp.where(w > 0, jnp.abs(d - mean_d), 0.0), axis=0)
+    safe_unit = jnp.where(unit > 0, unit, 1.0)
+    std = safe_unit * jnp.sqrt((w * ((d - mean_d) / safe_unit) ** 2).sum(0) / n)
+    std = jnp.where(unit > 0, std, 1.0)
     mean = ref + mean_d
     z = (d - mean_d) / std
     low = jnp.where(w > 0, z, jnp.inf).min(0)

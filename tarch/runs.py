@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import decimal
 import os
 import warnings
 from collections.abc import Callable, Iterable, Sequence
@@ -37,6 +38,14 @@ TASK, SCORE, TEST_SCORE, COST = "task", "score", "test_score", "cost"
 _RESERVED = (TASK, SCORE, TEST_SCORE, COST)
 # How many offending values an error message lists before it abbreviates.
 _MAX_LISTED = 10
+# tarch computes in float32. Scores and meta-features are differenced there (standardised,
+# shifted to a task's best), so they must lie within half of float32's range for every
+# difference to stay finite; nonzero meta-features must be float32 normal numbers (XLA flushes
+# smaller ones to zero, silently).
+FLOAT32_LIMIT = float(np.finfo(np.float32).max) / 2
+FLOAT32_TINY = float(np.finfo(np.float32).tiny)
+# Integers above this are not exact in float64: integer choices are parsed as integers.
+_EXACT_FLOAT_INT = 2**53
 
 
 class MetaDatasetError(ValueError):
@@ -248,6 +257,60 @@ def _numbers(table: _Table, column: str, what: str) -> np.ndarray:
   return x
 
 
+def _check_float32(table: _Table, column: str, x: np.ndarray, what: str) -> None:
+  table.check(np.abs(x) > FLOAT32_LIMIT, column, lambda pos: (
+      f"{what} {_cell(table, column, pos)} is outside +-{FLOAT32_LIMIT:.4g}: tarch computes in "
+      "float32, where differences of such values overflow; rescale the column"))
+
+
+def _integers(table: _Table, c: Integer) -> np.ndarray:
+  """An integer choice's column as exact int64 values, within [c.low, c.high].
+
+  Integers are read as integers, not through float64, whose rounding above 2**53 would merge
+  neighbouring values into one architecture. Integral floats (`3.0`) are accepted where they are
+  exact.
+  """
+  col = table.df[c.name]
+  if col.dtype.kind == "b":
+    raise table.error(0, c.name, f"expected integers, got a column of type {col.dtype}")
+
+  def outside(pos):
+    return f"value {_cell(table, c.name, pos)} outside [{c.low}, {c.high}]"
+
+  if col.dtype.kind in "iu" and not col.isna().any():
+    value = col.to_numpy()
+    table.check((value < c.low) | (value > c.high), c.name, outside)
+    return value.astype(np.int64)
+  x = _numbers(table, c.name, "value")
+  table.check(~np.isfinite(x), c.name, outside)
+  table.check(x != np.round(x), c.name,
+              lambda pos: f"expected an integer, got {_cell(table, c.name, pos)}")
+  big = np.abs(x) >= _EXACT_FLOAT_INT
+  table.check(~big & ((x < c.low) | (x > c.high)), c.name, outside)
+  value = np.where(big, 0, x).astype(np.int64)
+  for pos in np.flatnonzero(big):  # float64 may have rounded these: parse their text exactly
+    v = _exact_integer(table, int(pos), c.name)
+    if not c.low <= v <= c.high:
+      raise table.error(int(pos), c.name, outside(int(pos)))
+    value[pos] = v
+  return value
+
+
+def _exact_integer(table: _Table, pos: int, column: str) -> int:
+  """The integer written at row `pos` of `column`, parsed from its text exactly."""
+  raw = table.df[column].iloc[pos]
+  if isinstance(raw, (float, np.floating)):
+    raise table.error(pos, column, (
+        f"integer {raw!r} is stored as a float, which is not exact beyond 2**53; store the "
+        "column as integers"))
+  try:
+    exact = decimal.Context(prec=1000, traps=[decimal.Inexact, decimal.InvalidOperation])
+    return int(decimal.Decimal(str(raw).strip()).to_integral_exact(context=exact))
+  except (decimal.InvalidOperation, decimal.Inexact, ValueError):
+    raise table.error(pos, column, f"expected an integer, got {_cell(table, column, pos)}"
+                      ) from None
+
+
 # ------------------------------------------------------------------------------------------------
 # Validation and assembly
 
@@ -336,6 +399,11 @@ def _read_tasks(tasks: _Table) -> tuple[tuple[str, ...], tuple[str, ...], np.nda
     x = _numbers(tasks, name, "meta-feature")
     tasks.check(~np.isfinite(x), name,
                 lambda pos, name=name: f"meta-feature must be finite, got {_cell(tasks, name, pos)}")
+    _check_float32(tasks, name, x, "meta-feature")
+    tasks.check((x != 0) & (np.abs(x) < FLOAT32_TINY), name, lambda pos, name=name: (
+        f"meta-feature {_cell(tasks, name, pos)} is nonzero but below float32's smallest "
+        f"normal number ({FLOAT32_TINY:.4g}), which tarch's float32 arithmetic flushes to zero; "
+        "rescale the column"))
     columns.append(x)
   return tuple(names), feature_names, np.stack(columns, axis=1)
 
@@ -365,19 +433,19 @@ def _read_runs(space: Space, runs: _Table
       runs.check(codes < 0, c.name, lambda pos, c=c, col=col:
                  f"unknown value {str(col.iloc[pos])!r}; valid: {list(c.values)}")
       choice_cols.append(codes)
+    elif isinstance(c, Integer):
+      choice_cols.append(_integers(runs, c))
     else:
       x = _numbers(runs, c.name, "value")
       runs.check(~np.isfinite(x) | (x < c.low) | (x > c.high), c.name, lambda pos, c=c:
                  f"value {_cell(runs, c.name, pos)} outside [{c.low}, {c.high}]")
-      if isinstance(c, Integer):
-        runs.check(x != np.round(x), c.name,
-                   lambda pos, c=c: f"expected an integer, got {_cell(runs, c.name, pos)}")
-      choice_cols.append(x)
+      choice_cols.append(x + 0.0)  # -0.0 and 0.0 are one value
 
   def finite(column, what):
     x = _numbers(runs, column, what)
     runs.check(~np.isfinite(x), column,
                lambda pos: f"{what} must be finite, got {_cell(runs, column, pos)}")
+    _check_float32(runs, column, x, what)
     return x
 
   score = finite(SCORE, "score")
@@ -412,8 +480,9 @@ def _architectures(space: Space, choice_cols: list[np.ndarray]
                    ) -> tuple[np.ndarray, tuple[str, ...], np.ndarray]:
   """Numbers the distinct architectures in order of first appearance; returns arch_idx, keys, enc.
 
-  Identity is the `space.format` key, so float values equal to its 6 significant digits are one
-  architecture (CSV round trips and float noise should not split an architecture).
+  Identity is exact: two rows are one architecture only if every choice has the same value
+  (floats bit for bit, integers exactly, categorical values as spelled), and `space.format`
+  spells distinct architectures distinctly.
   """
   # Combine columns pairwise and re-factorise each time, so the combined code stays < R and never
   # overflows however many choices there are; factorize keeps first-appearance order.
@@ -421,7 +490,7 @@ def _architectures(space: Space, choice_cols: list[np.ndarray]
   for col in choice_cols:
     col_code, col_uniques = pd.factorize(col)
     code, _ = pd.factorize(code * len(col_uniques) + col_code)
-  _, first = np.unique(code, return_index=True)  # first row of each exact-valued architecture
+  _, first = np.unique(code, return_index=True)  # first row of each architecture
 
   values = {}
   for c, col in zip(space.choices, choice_cols):
@@ -432,14 +501,12 @@ def _architectures(space: Space, choice_cols: list[np.ndarray]
       values[c.name] = [int(v) for v in rep]
     else:
       values[c.name] = [float(v) for v in rep]
-  keys = [space.format({n: values[n][a] for n in space.names}) for a in range(len(first))]
-  key_code, unique_keys = pd.factorize(np.asarray(keys, dtype=object))
-  _, key_first = np.unique(key_code, return_index=True)
+  keys = tuple(space.format({n: values[n][a] for n in space.names}) for a in range(len(first)))
   try:
-    enc_AxE = space.encode_columns({n: [v[a] for a in key_first] for n, v in values.items()})
+    enc_AxE = space.encode_columns(values)
   except SpaceError as e:  # Unreachable after the checks above; kept as a clear message.
     raise MetaDatasetError(f"cannot encode architectures: {e}") from e
-  return key_code[code].astype(np.int32), tuple(unique_keys), enc_AxE
+  return code.astype(np.int32), keys, enc_AxE
 
 
 # ------------------------------------------------------------------------------------------------
@@ -483,12 +550,12 @@ def load_meta_dataset(path: str | os.PathLike) -> MetaDataset:
   tasks = _Table(_read_csv(tasks_path, [TASK], expected=[TASK]), tasks_path, csv_path=tasks_path)
   if has[RUNS_CSV]:
     runs_path = os.path.join(path, RUNS_CSV)
-    runs_df = _read_csv(runs_path, _string_columns(space), keep=_runs_columns(space),
+    runs_df = _read_csv(runs_path, _csv_text_columns(space), keep=_runs_columns(space),
                         expected=_runs_columns(space))
     runs = _Table(runs_df, runs_path, csv_path=runs_path)
   else:
     runs_path = os.path.join(path, RUNS_PARQUET)
-    runs = _Table(_read_parquet(runs_path, _runs_columns(space)), runs_path)
+    runs = _Table(_read_parquet(runs_path, space, _runs_columns(space)), runs_path)
   return _build(space, runs, tasks, source=path)
 
 
@@ -503,12 +570,19 @@ def load_runs_frame(path: str | os.PathLike, extra_columns: Sequence[str] = ()
   keep = [*_runs_columns(space), *extra_columns]
   csv_path = os.path.join(path, RUNS_CSV)
   if os.path.isfile(csv_path):
-    return space, _read_csv(csv_path, _string_columns(space), keep=keep)
-  return space, _read_parquet(os.path.join(path, RUNS_PARQUET), keep)
+    return space, _read_csv(csv_path, _csv_text_columns(space), keep=keep)
+  return space, _read_parquet(os.path.join(path, RUNS_PARQUET), space, keep)
 
 
 def _string_columns(space: Space) -> list[str]:
+  """Columns whose values are text: task names and categorical values."""
   return [TASK] + [c.name for c in space.choices if isinstance(c, Categorical)]
+
+
+def _csv_text_columns(space: Space) -> list[str]:
+  """Columns a CSV is read as text: the text ones, and integer choices, which are parsed
+  exactly (`_integers`) rather than through pandas' float64 for a column with `3.0` in it."""
+  return _string_columns(space) + [c.name for c in space.choices if isinstance(c, Integer)]
 
 
 def _runs_columns(space: Space) -> list[str]:
@@ -581,20 +655,54 @@ def _check_header(where: str, names: Sequence[str], expected: Sequence[str]) -> 
             f"to {want!r} (or to something clearly different)")
 
 
-def _read_parquet(path: str, keep: Sequence[str]) -> pd.DataFrame:
-  """Reads the `keep` columns present in a parquet file (whose column names are checked as a
-  CSV header is, `_check_header`)."""
+def _read_parquet(path: str, space: Space, keep: Sequence[str]) -> pd.DataFrame:
+  """Reads the `keep` columns present in a parquet file, whose column names are checked as a
+  CSV header is (`_check_header`) and whose column types must fit what they hold
+  (`_check_parquet_types`)."""
   import pyarrow.parquet as pq  # pylint: disable=g-import-not-at-top
 
   try:
-    names = pq.read_schema(path).names
+    schema = pq.read_schema(path)
   except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError.
     raise MetaDatasetError(f"{path}: cannot read parquet: {e}") from e
-  _check_header(path, names, keep)
+  _check_header(path, schema.names, keep)
+  _check_parquet_types(path, space, schema)
   try:
-    return pd.read_parquet(path, columns=[c for c in names if c in keep])
+    return pd.read_parquet(path, columns=[c for c in schema.names if c in keep])
   except (OSError, ValueError) as e:
     raise MetaDatasetError(f"{path}: cannot read parquet: {e}") from e
+
+
+def _check_parquet_types(path: str, space: Space, schema) -> None:
+  """MetaDatasetError for a column whose parquet type cannot hold what it must: a bool or
+  timestamp score would otherwise load as 0/1 or nanoseconds, silently."""
+  import pyarrow as pa  # pylint: disable=g-import-not-at-top
+
+  def text(t):
+    if pa.types.is_dictionary(t):
+      t = t.value_type
+    return (pa.types.is_string(t) or pa.types.is_large_string(t)
+            or getattr(pa.types, "is_string_view", lambda _: False)(t))
+
+  def number(t):
+    return pa.types.is_integer(t) or pa.types.is_floating(t)
+
+  allowed = {TASK: (text, pa.types.is_integer, "text or integers"),
+             SCORE: (number, None, "numbers (int or float)"),
+             TEST_SCORE: (number, None, "numbers (int or float)"),
+             COST: (number, None, "numbers (int or float)")}
+  for c in space.choices:
+    if isinstance(c, Categorical):
+      allowed[c.name] = (text, pa.types.is_integer, "text (or integers) spelling its values")
+    else:
+      allowed[c.name] = (number, None, "numbers (int or float)")
+  for field in schema:
+    if field.name not in allowed or pa.types.is_null(field.type):
+      continue  # an all-null column is reported cell by cell as missing values
+    ok, also, want = allowed[field.name]
+    if not (ok(field.type) or (also is not None and also(field.type))):
+      raise MetaDatasetError(
+          f"{path}, header, column {field.name!r}: parquet type {field.type}; expected {want}")
 
 
 def write_meta_dataset(path: str | os.PathLike, space: Space, runs_df: pd.DataFrame,
@@ -621,8 +729,15 @@ def write_meta_dataset(path: str | os.PathLike, space: Space, runs_df: pd.DataFr
 
   path = os.fspath(path)
   os.makedirs(path, exist_ok=True)
-  # Text columns are written as strings so a parquet file reads back with the same spellings.
-  runs_df = runs_df.astype({c: str for c in _string_columns(space)})
+  # Text columns are written as strings so a parquet file reads back with the same spellings;
+  # numeric ones as the numbers they were validated as, so parquet types fit (integers exact).
+  table = _Table(runs_df, runs_name)
+  numeric = {c.name: (_integers(table, c) if isinstance(c, Integer)
+                      else _numbers(table, c.name, "value"))
+             for c in space.choices if not isinstance(c, Categorical)}
+  numeric.update({name: _numbers(table, name, name) for name in (SCORE, TEST_SCORE, COST)
+                  if name in runs_df.columns})
+  runs_df = runs_df.astype({c: str for c in _string_columns(space)}).assign(**numeric)
   tasks_df = tasks_df.astype({TASK: str})
 
   def write_runs(tmp):

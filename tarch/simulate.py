@@ -64,8 +64,8 @@ class Data(flax.struct.PyTreeNode):
 
   train: meta_train.TrainData
   table: tables.PercentileTable
-  test_TxA: jax.Array  # float32 test score minus the task's best (0 is the best; masked by
-  # table.evaluated_TxA)
+  test_TxA: jax.Array  # float32 (test score - the task's best) / its range: 0 is the best, -1
+  # the worst (masked by table.evaluated_TxA)
   group_T: jax.Array  # int32 each task's group: a held-out task's whole group is left out of
   # training (default: each task its own group, leave-one-task-out)
 
@@ -73,17 +73,23 @@ class Data(flax.struct.PyTreeNode):
   def build(cls, ds: runs_lib.MetaDataset, target: str, groups=None) -> Data:
     """`groups`: optional int per task (e.g. the dataset a generated task was drawn from), so
     that holding out a task holds out its siblings too (leave-one-group-out)."""
-    test = np.zeros((ds.num_tasks, ds.num_archs))
-    test[ds.task_R, ds.arch_R] = ds.test_score_R
     best_T = np.full(ds.num_tasks, -np.inf)
     np.maximum.at(best_T, ds.task_R, ds.test_score_R)
+    worst_T = np.full(ds.num_tasks, np.inf)
+    np.minimum.at(worst_T, ds.task_R, ds.test_score_R)
+    range_T = best_T - worst_T
+    range_T = np.where(range_T > 0, range_T, 1.0)
     group_T = np.arange(ds.num_tasks) if groups is None else np.asarray(groups)
     if group_T.shape != (ds.num_tasks,) or not np.issubdtype(group_T.dtype, np.integer):
       raise ValueError(f"groups must be {ds.num_tasks} integers, one per task; got {groups!r}")
-    # Shifted in float64 before the cast, so that float32 keeps the differences that regret
-    # and percentile are made of, whatever the scores' offset.
+    # Shifted and scaled to [-1, 0] per task in float64 before the cast, so that float32 keeps
+    # the differences that regret and percentile are made of (both are invariant to a task's
+    # offset and scale), whatever the scores' offset and magnitude.
+    scaled_TxA = np.zeros((ds.num_tasks, ds.num_archs))  # 0 where a task did not evaluate an architecture
+    scaled_TxA[ds.task_R, ds.arch_R] = (
+        (ds.test_score_R - best_T[ds.task_R]) / range_T[ds.task_R])
     return cls(train=meta_train.prepare_data(ds, target), table=tables.PercentileTable.build(ds),
-               test_TxA=jnp.asarray(test - best_T[:, None], jnp.float32),
+               test_TxA=jnp.asarray(scaled_TxA, jnp.float32),
                group_T=jnp.asarray(group_T, jnp.int32))
 
 

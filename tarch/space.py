@@ -68,6 +68,8 @@ Choice = Categorical | Integer | Float
 _NUMERIC_TYPES = {"int": Integer, "float": Float}
 
 
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_INT_LIMIT = 2**63 - 1
 _SPACE_KEYS = ("name", "choices")
 _CHOICE_KEYS = {"categorical": ("name", "type", "values"),
                 "int": ("name", "type", "low", "high", "log"),
@@ -111,6 +113,11 @@ def _choice_from_dict(d: Mapping[str, Any], where: str) -> Choice:
         raise SpaceError(f"{where}: '{key}' must be a number")
       if not math.isfinite(bound):
         raise SpaceError(f"{where}: '{key}' must be finite, got {bound}")
+      # Sampling and discretising run in float32 (and integers are exact int64 in the tables).
+      limit = _INT_LIMIT if kind == "int" else _FLOAT32_MAX
+      if abs(bound) > limit:
+        what = "int64" if kind == "int" else "float32"
+        raise SpaceError(f"{where}: '{key}' = {bound} is outside {what}'s range (+-{limit:.4g})")
     low, high, log = d["low"], d["high"], d.get("log", False)
     if not isinstance(log, bool):
       raise SpaceError(f"{where}: 'log' must be true or false, got {log!r}")
@@ -259,11 +266,24 @@ class Space:
     return [self.decode(e) for e in np.asarray(enc_NxE)]
 
   def format(self, arch: Mapping[str, Any]) -> str:
-    """A compact, stable one-line spelling of an architecture (used as a table key)."""
+    """A one-line spelling of an architecture, exact and unambiguous (a table key).
+
+    `name=value` per choice, joined by commas. Floats are spelled by their shortest exact
+    round-trip form (`repr`), integers in full, so two architectures share a key only if they
+    are equal. A name or categorical value that contains `,`, `=` or `"`, or that is empty or
+    has surrounding spaces, is spelled as a JSON string, so that no value can imitate a
+    separator: `op="a,b=c"` is one value.
+    """
     parts = []
     for c in self.choices:
       v = arch[c.name]
-      parts.append(f"{c.name}={v:.6g}" if isinstance(c, Float) else f"{c.name}={v}")
+      if isinstance(c, Float):
+        text = repr(float(v) + 0.0)  # + 0.0: -0.0 and 0.0 are one value
+      elif isinstance(c, Integer):
+        text = str(int(v))
+      else:
+        text = _key_token(str(v))
+      parts.append(f"{_key_token(c.name)}={text}")
     return ",".join(parts)
 
   # ---------------------------------------------------------------- relaxation (jit-able)
@@ -311,6 +331,13 @@ class Space:
       else:
         blocks.append(jax.random.uniform(k, (n, 1), dtype=jnp.float32))
     return jnp.concatenate(blocks, axis=-1)
+
+
+def _key_token(text: str) -> str:
+  """`text` as it stands in `Space.format`, JSON-quoted where it could be misread."""
+  if not text or text != text.strip() or any(ch in text for ch in ',="\\'):
+    return json.dumps(text, ensure_ascii=False)
+  return text
 
 
 def _to_unit(c: Integer | Float, value, xp=np):

@@ -113,3 +113,34 @@ def test_loto_rejects_bad_arguments(tmp_path, synthetic_dir):
     loto.run(get_config("tiny"), str(tmp_path), data_dir=synthetic_dir, tasks=["missing"])
   with pytest.raises(ValueError, match="unknown config variant"):
     get_config("huge")
+
+
+def test_loto_runs_on_any_task_name_and_degenerate_tasks(tmp_path, synthetic_frames, capsys):
+  """Valid inputs always run: task names no file system would take as a file name, and tasks
+  whose metrics are degenerate (one run, one architecture, one test score) give defined
+  metrics and a note."""
+  import numpy as np
+  from tarch import runs as runs_lib
+  space, runs_df, tasks_df = synthetic_frames
+  names = {"task_00": "任务" * 30, "task_01": 'a/b:c*?"<|>..\\', "task_02": "x" * 300,
+           "task_03": "single", "task_04": "flat"}
+  runs_df = runs_df.assign(task=runs_df["task"].replace(names))
+  tasks_df = tasks_df.assign(task=tasks_df["task"].replace(names))
+  single = runs_df[runs_df["task"] == "single"].iloc[:1]
+  runs_df = pd.concat([runs_df[runs_df["task"] != "single"], single])
+  runs_df.loc[runs_df["task"] == "flat", ["score", "test_score"]] = 0.5
+  data = tmp_path / "data"
+  runs_lib.write_meta_dataset(data, space, runs_df, tasks_df, runs_format="csv")
+  config = get_config("tiny")
+  summary = loto.run(config, str(tmp_path / "run"), data_dir=str(data))
+  out = capsys.readouterr().out
+  assert "note: task 'single' evaluated one architecture only" in out
+  assert "note: task 'flat': all 48 architectures have the same test score" in out
+  assert summary["methods"]["tarch"]["num_tasks"] == 6
+  results = pd.read_csv(tmp_path / "run" / "loto_results.csv", keep_default_na=False)
+  assert set(results["task"]) == set(names.values()) | {"task_05"}
+  assert np.isfinite(results["normalized_regret"].astype(float)).all()
+  degenerate = results[results["task"].isin(["single", "flat"])]
+  # random_k's rows are expectations: sums of probabilities, so 1 up to rounding.
+  np.testing.assert_allclose(degenerate["normalized_regret"], 0, atol=1e-12)
+  np.testing.assert_allclose(degenerate["percentile"], 1, rtol=1e-12)

@@ -68,6 +68,10 @@ def _without(columns, rows, column):
   return [c for c in columns if c != column], [r[:j] + r[j + 1:] for r in rows]
 
 
+# The numeric columns' types, for writing RUNS (all text) as parquet.
+_NUMERIC_TYPES = {"layers": int, "lr": float, "score": float, "test_score": float, "cost": float}
+
+
 def _frames():
   space = Space.from_dict(SPACE)
   runs_df = pd.DataFrame(RUNS, columns=RUN_COLUMNS)
@@ -125,18 +129,57 @@ def test_optional_columns_absent(tmp_path):
   assert np.isnan(m.cost_R).all() and not m.has_cost
 
 
-def test_floats_equal_to_six_digits_are_one_architecture(tmp_path):
+def test_architecture_identity_is_exact_for_floats(tmp_path):
+  # 0.0100000001 is not 0.01: two architectures, keys spelled apart (the old 6-digit key merged
+  # them); a value written differently but equal in float64 (1.0e-2) is the same one.
   rows = _with(RUNS, 1, "lr", "0.0100000001")
+  rows = _with(rows, 4, "lr", "1.0e-2")
   m = runs.load_meta_dataset(write_dir(tmp_path, run_rows=rows))
-  assert m.num_archs == 3
-  np.testing.assert_array_equal(m.num_seeds_R, [2, 1, 1, 1])
+  assert m.num_archs == 4
+  np.testing.assert_array_equal(m.num_seeds_R, [1, 1, 1, 1, 1])
+  assert "op=gcn,layers=2,lr=0.0100000001" in m.arch_keys
+  assert "op=gcn,layers=2,lr=0.01" in m.arch_keys
+  assert len(set(m.arch_keys)) == m.num_archs
+
+
+def test_architecture_identity_is_exact_for_big_integers(tmp_path):
+  space = json.loads(json.dumps(SPACE))
+  space["choices"][1]["high"] = 2**60
+  rows = _with(RUNS, 0, "layers", str(2**53))
+  rows = _with(rows, 1, "layers", str(2**53 + 1))
+  rows = _with(rows, 2, "layers", "3.0")  # an integral float is an integer, where exact
+  m = runs.load_meta_dataset(write_dir(tmp_path, space=space, run_rows=rows))
+  assert m.num_archs == 5
+  assert f"op=gcn,layers={2**53 + 1},lr=0.01" in m.arch_keys
+  assert "op=0001,layers=3,lr=0.001" in m.arch_keys
+  # Beyond the bound, by one: a float64 reading would have rounded it into range.
+  space["choices"][1]["high"] = 2**53
+  with pytest.raises(MetaDatasetError, match=r"runs.csv, line 3, column 'layers': value "
+                     rf"'{2**53 + 1}' outside \[1, {2**53}\]"):
+    runs.load_meta_dataset(write_dir(tmp_path / "over", space=space, run_rows=rows))
+
+
+def test_categorical_values_with_separators_stay_apart(tmp_path):
+  # With a naive `name=value` key, op="a,b=c" and op="a" + b="c" would both read `op=a,b=c`.
+  space = {"name": "sep", "choices": [
+      {"name": "op", "type": "categorical", "values": ["a,b=c", "a", 'q"uote', " pad"]},
+      {"name": "b", "type": "categorical", "values": ["c", "a,b=c"]}]}
+  columns = ["task", "op", "b", "score"]
+  rows = [["t", "a,b=c", "a,b=c", "1"], ["t", "a", "c", "2"], ["t", 'q"uote', "c", "3"],
+          ["t", " pad", "c", "4"], ["t", "a,b=c", "c", "5"]]
+  m = runs.load_meta_dataset(write_dir(tmp_path, space=space, run_columns=columns,
+                                       run_rows=rows, task_rows=[["t", "1.0", "2.0"]]))
+  assert m.num_archs == 5
+  assert len(set(m.arch_keys)) == 5
+  assert 'op="a,b=c",b="a,b=c"' in m.arch_keys and 'op=" pad",b=c' in m.arch_keys
 
 
 def test_csv_and_parquet_agree(tmp_path):
   m_csv = runs.load_meta_dataset(write_dir(tmp_path / "csv"))
   write_dir(tmp_path / "pq", run_rows=None)
   pd.read_csv(tmp_path / "csv" / "runs.csv", dtype={"task": str, "op": str},
-              keep_default_na=False).to_parquet(tmp_path / "pq" / "runs.parquet")
+              keep_default_na=False).astype(_NUMERIC_TYPES).to_parquet(
+                  tmp_path / "pq" / "runs.parquet")
   _assert_same(m_csv, runs.load_meta_dataset(tmp_path / "pq"))
 
 
@@ -195,6 +238,11 @@ def test_from_frames_accepts_non_string_categoricals():
     (0, "test_score", "-inf", r"test score must be finite"),
     (0, "cost", "-1", r"cost must be >= 0"),
     (0, "cost", "nan", r"cost must be finite"),
+    # Finite in float64, not in tarch's float32 arithmetic: an error, not an overflow later.
+    (4, "score", "1e39", r"score 1e\+39 is outside \+-1\.701e\+38: tarch computes in float32"),
+    (4, "score", "-1.7e308", r"outside \+-1\.701e\+38"),
+    (0, "test_score", "3e38", r"test score 3e\+38 is outside"),
+    (0, "cost", "1e300", r"cost 1e\+300 is outside"),
     (3, "task", "", r"empty task name"),
     (3, "task", "  ", r"empty task name"),
     (3, "task", "zzz", r"task 'zzz' is not in .*tasks\.csv"),
@@ -259,9 +307,44 @@ def test_line_numbers_survive_blank_lines_and_quoted_newlines(tmp_path):
 def test_parquet_errors_name_the_data_row(tmp_path):
   write_dir(tmp_path, run_rows=None)
   pd.DataFrame(_with(RUNS, 2, "score", "nan"), columns=RUN_COLUMNS).astype(
-      {"score": float}).to_parquet(tmp_path / "runs.parquet")
+      _NUMERIC_TYPES).to_parquet(tmp_path / "runs.parquet")
   with pytest.raises(MetaDatasetError, match=r"runs\.parquet, row 2, column 'score': score must"):
     runs.load_meta_dataset(tmp_path)
+
+
+@pytest.mark.parametrize("column,values,want", [
+    ("score", [True, False, True, False, True], "numbers"),  # bools would load as 1/0
+    ("score", pd.to_datetime(["2024-01-01"] * 5), "numbers"),  # timestamps as nanoseconds
+    ("score", ["0.5", "0.7", "0.9", "0.2", "0.3"], "numbers"),
+    ("cost", [True] * 5, "numbers"),
+    ("layers", ["2", "2", "3", "1", "2"], "numbers"),
+    ("layers", [True] * 5, "numbers"),
+    ("lr", ["0.01"] * 5, "numbers"),
+    ("op", [1.5, 1.5, 2.5, 0.5, 1.5], "text"),
+    ("task", [1.0, 1.0, 1.0, 2.0, 2.0], "text"),
+])
+def test_parquet_column_types_are_checked(tmp_path, column, values, want):
+  write_dir(tmp_path, run_rows=None)
+  df = pd.DataFrame(RUNS, columns=RUN_COLUMNS).astype(_NUMERIC_TYPES)
+  df[column] = values
+  df.to_parquet(tmp_path / "runs.parquet")
+  with pytest.raises(MetaDatasetError, match=rf"runs\.parquet, header, column '{column}': "
+                     rf"parquet type .*; expected {want}"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_parquet_integer_categoricals_and_tasks_load(tmp_path):
+  # Integers spell categorical values and task names exactly, so they are accepted.
+  space = json.loads(json.dumps(SPACE))
+  space["choices"][0]["values"] = ["1", "2", "3"]
+  write_dir(tmp_path, space=space, run_rows=None, task_rows=[["1", "1.0", "2.0"],
+                                                             ["2", "3.0", "-4.5"]])
+  df = pd.DataFrame(RUNS, columns=RUN_COLUMNS).astype(_NUMERIC_TYPES)
+  df["task"] = [1, 1, 1, 2, 2]
+  df["op"] = [1, 1, 2, 3, 1]
+  df.to_parquet(tmp_path / "runs.parquet")
+  m = runs.load_meta_dataset(tmp_path)
+  assert m.task_names == ("1", "2") and m.arch_keys[0] == "op=1,layers=2,lr=0.01"
 
 
 def test_from_frames_names_sources():
@@ -316,7 +399,8 @@ def test_repeated_meta_feature_and_near_miss_task_column_are_errors(tmp_path):
 def test_parquet_columns_are_checked_as_a_header_is(tmp_path):
   space, runs_df, tasks_df = _frames()
   runs.write_meta_dataset(tmp_path, space, runs_df, tasks_df, runs_format="parquet")
-  runs_df.rename(columns={"test_score": "TEST_SCORE"}).to_parquet(tmp_path / "runs.parquet")
+  runs_df.astype(_NUMERIC_TYPES).rename(columns={"test_score": "TEST_SCORE"}).to_parquet(
+      tmp_path / "runs.parquet")
   with pytest.raises(MetaDatasetError, match=r"runs\.parquet: column 'TEST_SCORE' differs"):
     runs.load_meta_dataset(tmp_path)
 
@@ -358,7 +442,8 @@ def test_empty_task_in_tasks_csv(tmp_path):
 
 @pytest.mark.parametrize("value, problem", [
     ("abc", "must be a number, got 'abc'"), ("", "must be a number"), ("inf", "must be finite"),
-    ("NaN", "must be finite")])
+    ("NaN", "must be finite"), ("1e39", r"meta-feature 1e\+39 is outside \+-1\.701e\+38"),
+    ("-2e38", "is outside"), ("1e-40", "nonzero but below float32's smallest normal")])
 def test_bad_meta_feature(tmp_path, value, problem):
   write_dir(tmp_path, task_rows=_with(TASKS, 1, "f2", value, columns=TASK_COLUMNS))
   with pytest.raises(MetaDatasetError, match=rf"tasks\.csv, line 3, column 'f2': .*{problem}"):

@@ -71,6 +71,18 @@ def test_scaler_clips_to_training_range():
   np.testing.assert_allclose(z, [1.0, -1.0])
 
 
+@pytest.mark.parametrize("scale", [1e-30, 1e-20, 1.0, 1e20, 1e30, 1e37])
+def test_scaler_is_exact_at_any_magnitude(scale):
+  # Squared deviations of 1e20 overflow float32 and those of 1e-20 flush to zero; measured in
+  # units of the largest deviation, the standardised features do not depend on the scale.
+  x = np.array([[1.0, 5.0], [2.0, 5.0], [4.0, 5.0]])
+  scaler = meta_train.FeatureScaler.fit(x * scale)
+  z = np.asarray(scaler.standardize(jnp.asarray(x * scale, jnp.float32)))
+  np.testing.assert_allclose(z[:, 0], (x[:, 0] - x[:, 0].mean()) / x[:, 0].std(), rtol=1e-5)
+  np.testing.assert_array_equal(z[:, 1], 0.0)  # constant: std 1, not 0
+  assert np.asarray(scaler.std_F)[1] == 1.0
+
+
 def test_save_restore_round_trip(tmp_path, synthetic_ds, fitted):
   model, _ = fitted
   meta_train.save(model, tmp_path / "model")
