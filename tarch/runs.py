@@ -15,11 +15,13 @@ Shape letters: T tasks, F meta-features, A distinct architectures, E encoding wi
 
 from __future__ import annotations
 
+import codecs
 import csv
 import dataclasses
 import decimal
+import io
 import os
-import warnings
+import re
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -341,11 +343,8 @@ def from_frames(space: Space, runs_df: pd.DataFrame, tasks_df: pd.DataFrame,
 
 def _build(space: Space, runs: _Table, tasks: _Table, source: str = "") -> MetaDataset:
   """Validates both tables and assembles the dataset."""
-  clash = [n for n in space.names if n in _RESERVED]
-  if clash:
-    where = os.path.join(source, SPACE_FILE) if source else f"space {space.name!r}"
-    raise MetaDatasetError(
-        f"{where}: choice names {clash} clash with the runs columns {_RESERVED}")
+  _check_choice_names(space, os.path.join(source, SPACE_FILE) if source else
+                      f"space {space.name!r}")
   task_names, feature_names, features_TxF = _read_tasks(tasks)
   task_idx, choice_cols, score, test_score, cost = _read_runs(space, runs)
   task_idx = _match_tasks(runs, tasks, task_idx, task_names)
@@ -374,6 +373,17 @@ def _build(space: Space, runs: _Table, tasks: _Table, source: str = "") -> MetaD
       num_seeds_R=counts.astype(np.int32),
       source=source,
   )
+
+
+def _check_choice_names(space: Space, where: str) -> None:
+  """MetaDatasetError, blaming the space, for a choice named like a reserved runs column."""
+  for name in space.names:
+    for reserved in _RESERVED:
+      if name == reserved or _near(name, reserved):
+        raise MetaDatasetError(
+            f"{where}: choice {name!r} is named like the reserved runs column {reserved!r} "
+            f"(reserved: {', '.join(_RESERVED)}); rename the choice in {SPACE_FILE} and in the "
+            "runs table")
 
 
 def _read_tasks(tasks: _Table) -> tuple[tuple[str, ...], tuple[str, ...], np.ndarray]:
@@ -501,7 +511,7 @@ def _architectures(space: Space, choice_cols: list[np.ndarray]
       values[c.name] = [int(v) for v in rep]
     else:
       values[c.name] = [float(v) for v in rep]
-  keys = tuple(space.format({n: values[n][a] for n in space.names}) for a in range(len(first)))
+  keys = tuple(space.format_columns(values))
   try:
     enc_AxE = space.encode_columns(values)
   except SpaceError as e:  # Unreachable after the checks above; kept as a clear message.
@@ -545,6 +555,7 @@ def load_meta_dataset(path: str | os.PathLike) -> MetaDataset:
   except (SpaceError, OSError, UnicodeDecodeError) as e:
     msg = str(e)
     raise MetaDatasetError(msg if space_path in msg else f"{space_path}: {msg}") from e
+  _check_choice_names(space, space_path)
 
   tasks_path = os.path.join(path, TASKS_FILE)
   tasks = _Table(_read_csv(tasks_path, [TASK], expected=[TASK]), tasks_path, csv_path=tasks_path)
@@ -593,66 +604,122 @@ def _read_csv(path: str, str_columns: Sequence[str], keep: Sequence[str] | None 
               expected: Sequence[str] = ()):
   """Reads a CSV with `str_columns` as text, keeping only `keep` columns (if given).
 
-  Strict: the header may not repeat a column nor nearly spell one of `expected` (the reserved
-  names and choices; `_check_header`), and every data line must have as many fields as the
-  header: a line with one more (an unquoted decimal comma, a stray trailing field) would
-  otherwise shift or drop a value silently.
+  Strict: the file must be UTF-8 (a byte-order mark is allowed), the header may not repeat a
+  column nor nearly spell one of `expected` (the reserved names and choices; `_check_header`),
+  and every data line must have exactly as many fields as the header (`_check_widths`): a line
+  with one more (an unquoted decimal comma, a stray trailing field) or one fewer would otherwise
+  shift or drop values silently.
   """
   try:
-    with open(path, newline="", encoding="utf-8-sig") as f:
-      header = next(csv.reader(f), None)
+    with open(path, "rb") as f:
+      raw = f.read()
+  except OSError as e:
+    raise MetaDatasetError(f"{path}: cannot read: {e}") from e
+  if raw.startswith(codecs.BOM_UTF8):
+    raw = raw[len(codecs.BOM_UTF8):]
+  try:
+    text = raw.decode("utf-8")
   except UnicodeDecodeError as e:
-    raise MetaDatasetError(f"{path}: cannot parse CSV: {e}") from e
+    line = raw.count(b"\n", 0, e.start) + 1
+    raise MetaDatasetError(
+        f"{path}, line {line}: byte {raw[e.start]:#04x} is not UTF-8 (save the file as "
+        "UTF-8)") from None
+  header = next(csv.reader(io.StringIO(text, newline="")), None)
   if not header or not "".join(header).strip():
     raise MetaDatasetError(f"{path}: empty file (expected a header line)")
   _check_header(f"{path}, line 1", header, expected)
+  _check_widths(path, raw, text, len(header))
   try:
-    with warnings.catch_warnings():
-      # A line longer than the header: pandas warns (then drops the extra field) or, with
-      # index_col unset, quietly turns the first column into the index.
-      warnings.simplefilter("error", pd.errors.ParserWarning)
-      # No NA spellings at all: "None" or "NA" may be real categorical values or task names,
-      # and numeric columns are coerced (with a precise message) later anyway.
-      df = pd.read_csv(path, index_col=False, keep_default_na=False,
-                       dtype={c: str for c in str_columns if c in header})
-  except (pd.errors.ParserWarning, pd.errors.ParserError) as e:
-    line, fields = _first_long_line(path, len(header))
-    if line is None:
-      raise MetaDatasetError(f"{path}: cannot parse CSV: {e}") from e
-    raise MetaDatasetError(
-        f"{path}, line {line}: {fields} fields, but the header has {len(header)} (an unquoted "
-        "comma in a value, e.g. a decimal comma, or a stray trailing field?)") from None
-  except (UnicodeDecodeError, ValueError) as e:
+    # No NA spellings at all: "None" or "NA" may be real categorical values or task names,
+    # and numeric columns are coerced (with a precise message) later anyway.
+    df = pd.read_csv(io.BytesIO(raw), index_col=False, keep_default_na=False,
+                     dtype={c: str for c in str_columns if c in header})
+  except pd.errors.ParserError as e:
+    if "EOF inside string" in str(e):
+      line = _csv_record_lines(path)[-1]
+      raise MetaDatasetError(
+          f"{path}, line {line}: a quoted field opened on this line is never closed") from None
+    raise MetaDatasetError(f"{path}: cannot parse CSV: {e}") from e
+  except ValueError as e:
     raise MetaDatasetError(f"{path}: cannot parse CSV: {e}") from e
   return df if keep is None else df[[c for c in df.columns if c in keep]]
 
 
-def _first_long_line(path: str, width: int) -> tuple[int | None, int]:
-  """(line, field count) of the first record with more than `width` fields, or (None, 0)."""
-  with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
-    reader = csv.reader(f)
-    for record in reader:
-      if len(record) > width:
-        return reader.line_num, len(record)
-  return None, 0
+def _check_widths(path: str, raw: bytes, text: str, width: int) -> None:
+  """MetaDatasetError naming the first line whose field count is not `width`.
+
+  Lines holding only whitespace are skipped, as pandas skips them. Without quotes a line's
+  fields are its commas plus one, counted vectorised over the bytes; a file with quotes (fields
+  may hold commas and line breaks) or bare carriage returns is walked with the csv module.
+  """
+  if b'"' not in raw and raw.count(b"\r") == raw.count(b"\r\n"):
+    data = np.frombuffer(raw if raw.endswith(b"\n") else raw + b"\n", np.uint8)
+    ends = np.flatnonzero(data == ord("\n"))
+    line_of_comma = np.searchsorted(ends, np.flatnonzero(data == ord(",")))
+    fields = np.bincount(line_of_comma, minlength=len(ends)) + 1
+    starts = np.concatenate([[0], ends[:-1] + 1])
+    for i in np.flatnonzero(fields != width):
+      if raw[starts[i]:ends[i]].strip():
+        _width_error(path, int(i) + 1, int(fields[i]), width)
+    return
+  reader = csv.reader(io.StringIO(text, newline=""))
+  last = 0
+  for record in reader:
+    start, last = last + 1, reader.line_num
+    if len(record) != width and (len(record) > 1 or "".join(record).strip()):
+      _width_error(path, start, len(record), width, end=last,
+                   unclosed=_unclosed_quote("\n".join(text.split("\n")[start - 1:])))
+
+
+def _unclosed_quote(text: str) -> bool:
+  """Whether the first CSV record of `text` opens a quoted field that is never closed."""
+  try:
+    next(csv.reader(io.StringIO(text, newline=""), strict=True), None)
+  except csv.Error as e:
+    return "unexpected end of data" in str(e)
+  return False
+
+
+def _width_error(path: str, line: int, fields: int, width: int, end: int | None = None,
+                 unclosed: bool = False):
+  if unclosed:
+    hint = "a quoted field opened on this line is never closed"
+  elif end is not None and end > line:
+    hint = (f"the record runs on to line {end} inside a quoted field: a missing or stray "
+            "quote?")
+  elif fields > width:
+    hint = "an unquoted comma in a value, e.g. a decimal comma, or a stray trailing field?"
+  else:
+    hint = "a missing value or a header with a stray trailing comma?"
+  raise MetaDatasetError(
+      f"{path}, line {line}: {fields} field{'s' if fields != 1 else ''}, but the header has "
+      f"{width} ({hint})")
+
+
+def _near(name: str, want: str) -> bool:
+  """Whether column `name` nearly spells `want`: equal once case, spaces, `-` and `_` are
+  ignored, or but for a plural `s` (`Test_Score`, `test score`, `cost `, `costs`)."""
+  a, b = (re.sub(r"[\s_\-]", "", x.lower()) for x in (name, want))
+  return a == b or a == b + "s" or b == a + "s"
 
 
 def _check_header(where: str, names: Sequence[str], expected: Sequence[str]) -> None:
-  """MetaDatasetError for a repeated column, or one that differs from an expected name only in
-  case or surrounding spaces (`Test_Score`, `cost `): it would be ignored or read as something
-  else, silently."""
+  """MetaDatasetError for a repeated column, or one that nearly spells an expected name
+  (`_near`): it would be ignored or read as something else, silently."""
   seen = {}
   for i, name in enumerate(names, 1):
-    if name in seen:
+    if name in seen and name.strip():  # unnamed columns (pandas' index) are ignored anyway
       raise MetaDatasetError(
           f"{where}: column {name!r} appears twice (columns {seen[name]} and {i}); keep one")
     seen[name] = i
   for name in names:
+    if name in expected:
+      continue
     for want in expected:
-      if name != want and name.strip().lower() == want.lower():
+      if _near(name, want):
         raise MetaDatasetError(
-            f"{where}: column {name!r} differs from {want!r} only in case or spaces; rename it "
-            f"to {want!r} (or to something clearly different)")
+            f"{where}: column {name!r} nearly spells {want!r}; rename it to {want!r} (or to "
+            "something clearly different)")
 
 
 def _read_parquet(path: str, space: Space, keep: Sequence[str]) -> pd.DataFrame:
@@ -665,7 +732,7 @@ def _read_parquet(path: str, space: Space, keep: Sequence[str]) -> pd.DataFrame:
     schema = pq.read_schema(path)
   except (OSError, ValueError) as e:  # pyarrow's ArrowInvalid is a ValueError.
     raise MetaDatasetError(f"{path}: cannot read parquet: {e}") from e
-  _check_header(path, schema.names, keep)
+  _check_header(f"{path}, header", schema.names, keep)
   _check_parquet_types(path, space, schema)
   try:
     return pd.read_parquet(path, columns=[c for c in schema.names if c in keep])

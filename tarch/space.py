@@ -13,6 +13,7 @@ Shape letters: E encoding width, N architectures, P pool members.
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import json
 import math
 import os
@@ -74,6 +75,7 @@ _SPACE_KEYS = ("name", "choices")
 _CHOICE_KEYS = {"categorical": ("name", "type", "values"),
                 "int": ("name", "type", "low", "high", "log"),
                 "float": ("name", "type", "low", "high", "log")}
+_ALL_CHOICE_KEYS = ("name", "type", "values", "low", "high", "log")
 
 
 def _check_keys(d: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
@@ -82,7 +84,7 @@ def _check_keys(d: Mapping[str, Any], allowed: Sequence[str], where: str) -> Non
   for key in d:
     if key in allowed:
       continue
-    near = [a for a in allowed if str(key).strip().lower() == a]
+    near = difflib.get_close_matches(str(key).strip().lower(), allowed, n=1, cutoff=0.7)
     hint = f"; did you mean {near[0]!r}?" if near else f"; allowed: {', '.join(allowed)}"
     raise SpaceError(f"{where}: unknown key {key!r}{hint}")
 
@@ -91,13 +93,13 @@ def _choice_from_dict(d: Mapping[str, Any], where: str) -> Choice:
   """Builds one choice from its JSON object; `where` names it in errors."""
   if not isinstance(d, Mapping):
     raise SpaceError(f"{where}: expected an object, got {type(d).__name__}")
-  name = d.get("name")
+  name, kind = d.get("name"), d.get("type")
+  if isinstance(name, str) and name:
+    where = f"{where} ({name!r})"
+  # Keys first, so that a misspelled "name" or "type" is named as such.
+  _check_keys(d, _CHOICE_KEYS.get(kind, _ALL_CHOICE_KEYS), where)
   if not isinstance(name, str) or not name:
     raise SpaceError(f"{where}: 'name' must be a non-empty string")
-  kind = d.get("type")
-  where = f"{where} ({name!r})"
-  if kind in _CHOICE_KEYS:
-    _check_keys(d, _CHOICE_KEYS[kind], where)
   if kind == "categorical":
     values = d.get("values")
     if not isinstance(values, Sequence) or isinstance(values, str) or not values:
@@ -270,21 +272,26 @@ class Space:
 
     `name=value` per choice, joined by commas. Floats are spelled by their shortest exact
     round-trip form (`repr`), integers in full, so two architectures share a key only if they
-    are equal. A name or categorical value that contains `,`, `=` or `"`, or that is empty or
-    has surrounding spaces, is spelled as a JSON string, so that no value can imitate a
+    are equal. A name or categorical value that contains `,`, `=`, `"` or `\\`, or that is
+    empty or has surrounding spaces, is spelled as a JSON string, so that no value can imitate a
     separator: `op="a,b=c"` is one value.
     """
+    return self.format_columns({n: [arch[n]] for n in self.names})[0]
+
+  def format_columns(self, columns: Mapping[str, Sequence[Any]]) -> list[str]:
+    """`format` of N architectures given column-wise (choice name -> N values)."""
     parts = []
     for c in self.choices:
-      v = arch[c.name]
+      prefix = f"{_key_token(c.name)}="
+      col = columns[c.name]
       if isinstance(c, Float):
-        text = repr(float(v) + 0.0)  # + 0.0: -0.0 and 0.0 are one value
+        parts.append([f"{prefix}{float(v) + 0.0!r}" for v in col])  # + 0.0: -0.0 is 0.0
       elif isinstance(c, Integer):
-        text = str(int(v))
+        parts.append([f"{prefix}{int(v)}" for v in col])
       else:
-        text = _key_token(str(v))
-      parts.append(f"{_key_token(c.name)}={text}")
-    return ",".join(parts)
+        spelled = {v: prefix + _key_token(v) for v in c.values}
+        parts.append([spelled.get(str(v)) or prefix + _key_token(str(v)) for v in col])
+    return [",".join(row) for row in zip(*parts)]
 
   # ---------------------------------------------------------------- relaxation (jit-able)
 

@@ -284,11 +284,51 @@ def test_empty_runs_file(tmp_path):
     runs.load_meta_dataset(tmp_path)
 
 
-def test_short_row_is_a_missing_value(tmp_path):
+def test_short_row_is_an_error(tmp_path):
   write_dir(tmp_path)
   with open(tmp_path / "runs.csv", "a") as f:
     f.write("b,gcn\n")
-  with pytest.raises(MetaDatasetError, match=r"runs\.csv, line 7, column 'layers'"):
+  with pytest.raises(MetaDatasetError, match=r"runs\.csv, line 7: 2 fields, but the header has 8"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def _rewrite_runs(root, edit):
+  """Rewrites runs.csv's bytes (written with '\\n' line ends) through `edit`."""
+  path = os.path.join(root, "runs.csv")
+  with open(path, "rb") as f:
+    raw = f.read().replace(b"\r\n", b"\n")
+  with open(path, "wb") as f:
+    f.write(edit(raw))
+
+
+@pytest.mark.parametrize("edit", [
+    lambda b: b.replace(b"\n", b"\r\n"),
+    lambda b: b.replace(b"\n", b"\r"),  # old Mac line ends: no line may look long
+    lambda b: b.replace(b"\n", b"\n\n   \n", 2),  # blank and whitespace-only lines are skipped
+    lambda b: b.rstrip(b"\n"),
+    lambda b: b"\xef\xbb\xbf" + b,
+])
+def test_line_ends_blank_lines_and_byte_order_marks_load(tmp_path, edit):
+  write_dir(tmp_path)
+  expected = runs.load_meta_dataset(tmp_path)
+  _rewrite_runs(tmp_path, edit)
+  m = runs.load_meta_dataset(tmp_path)
+  assert m.arch_keys == expected.arch_keys
+  np.testing.assert_array_equal(m.score_R, expected.score_R)
+
+
+@pytest.mark.parametrize("edit, message", [
+    (lambda b: b.replace(b"None", b"N\xe9"), r"line 5: byte 0xe9 is not UTF-8"),
+    # A quote opened and never closed, in a middle column and in the last one.
+    (lambda b: b.replace(b"b,gcn", b'b,"gcn'),
+     r"line 6: 2 fields, but the header has 8 \(a quoted field opened on this line is never"),
+    (lambda b: b.replace(b",y\n", b',"y\n'),
+     r"line 3: a quoted field opened on this line is never closed"),
+])
+def test_bad_bytes_and_open_quotes_are_located(tmp_path, edit, message):
+  write_dir(tmp_path)
+  _rewrite_runs(tmp_path, edit)
+  with pytest.raises(MetaDatasetError, match=r"runs\.csv, " + message):
     runs.load_meta_dataset(tmp_path)
 
 
@@ -359,10 +399,12 @@ def test_from_frames_names_sources():
 @pytest.mark.parametrize("rows, line, fields", [
     (_with(RUNS, 2, "note", "0,5"), 4, 9),  # an unquoted decimal comma on one line
     ([r + ["extra"] for r in RUNS], 2, 9),  # a stray trailing field on every line
+    (_with(RUNS, 3, "note", '"x,y"') + [["t1", "a", "2", "0.01", "0.5", "0.4", "1.0"]], 7, 7),
+    ([r[:-1] for r in RUNS], 2, 7),  # a header with a column no line fills
 ])
-def test_a_line_longer_than_the_header_is_an_error(tmp_path, rows, line, fields):
+def test_a_line_of_another_width_than_the_header_is_an_error(tmp_path, rows, line, fields):
   """Neither a shifted nor a dropped value: pandas would read every later column one off, or
-  the first column as the index."""
+  the first column as the index, or fill a short line with missing values."""
   write_dir(tmp_path)
   with open(tmp_path / "runs.csv", "w", newline="") as f:  # unquoted, as a careless writer does
     f.write(",".join(RUN_COLUMNS) + "\n" + "\n".join(",".join(r) for r in rows) + "\n")
@@ -375,11 +417,17 @@ def test_a_line_longer_than_the_header_is_an_error(tmp_path, rows, line, fields)
     (RUN_COLUMNS[:-1] + ["score"], r"column 'score' appears twice \(columns 5 and 8\)"),
     (RUN_COLUMNS[:-1] + ["op"], r"column 'op' appears twice"),
     (["task", "op", "layers", "lr", "score", "Test_Score", "cost", "note"],
-     r"column 'Test_Score' differs from 'test_score' only in case or spaces"),
+     r"column 'Test_Score' nearly spells 'test_score'; rename it to 'test_score'"),
+    (["task", "op", "layers", "lr", "score", "test-score", "cost", "note"],
+     r"column 'test-score' nearly spells 'test_score'"),
+    (["task", "op", "layers", "lr", "score", "test score", "cost", "note"],
+     r"column 'test score' nearly spells 'test_score'"),
+    (["task", "op", "layers", "lr", "score", "test_score", "costs", "note"],
+     r"column 'costs' nearly spells 'cost'"),
     (["task", "op", "layers", "lr", "score", "test_score", "cost ", "note"],
-     r"column 'cost ' differs from 'cost'"),
+     r"column 'cost ' nearly spells 'cost'"),
     (["task", "op", "Layers", "lr", "score", "test_score", "cost", "note"],
-     r"column 'Layers' differs from 'layers'"),
+     r"column 'Layers' nearly spells 'layers'"),
 ])
 def test_repeated_or_nearly_reserved_columns_are_errors(tmp_path, columns, message):
   write_dir(tmp_path, run_columns=columns)
@@ -392,7 +440,7 @@ def test_repeated_meta_feature_and_near_miss_task_column_are_errors(tmp_path):
   with pytest.raises(MetaDatasetError, match=r"tasks\.csv, line 1: column 'f1' appears twice"):
     runs.load_meta_dataset(tmp_path)
   write_dir(tmp_path, task_columns=[" Task", "f1", "f2"])
-  with pytest.raises(MetaDatasetError, match=r"tasks\.csv, line 1: column ' Task' differs"):
+  with pytest.raises(MetaDatasetError, match=r"tasks\.csv, line 1: column ' Task' nearly spells"):
     runs.load_meta_dataset(tmp_path)
 
 
@@ -401,7 +449,7 @@ def test_parquet_columns_are_checked_as_a_header_is(tmp_path):
   runs.write_meta_dataset(tmp_path, space, runs_df, tasks_df, runs_format="parquet")
   runs_df.astype(_NUMERIC_TYPES).rename(columns={"test_score": "TEST_SCORE"}).to_parquet(
       tmp_path / "runs.parquet")
-  with pytest.raises(MetaDatasetError, match=r"runs\.parquet: column 'TEST_SCORE' differs"):
+  with pytest.raises(MetaDatasetError, match=r"runs\.parquet, header: column 'TEST_SCORE' nearly"):
     runs.load_meta_dataset(tmp_path)
 
 
@@ -412,7 +460,13 @@ def test_choice_named_like_a_runs_column_is_rejected(tmp_path):
     runs.from_frames(space, pd.DataFrame({"task": ["t"], "score": [1.0]}),
                      pd.DataFrame({"task": ["t"], "f": [0.0]}))
   write_dir(tmp_path, space=space.to_dict())
-  with pytest.raises(MetaDatasetError, match=r"space\.json: choice names \['score'\]"):
+  with pytest.raises(MetaDatasetError, match=r"space\.json: choice 'score' is named like"):
+    runs.load_meta_dataset(tmp_path)
+  space = Space.from_dict({"name": "s", "choices": [
+      {"name": "Test Score", "type": "int", "low": 1, "high": 3}]})
+  write_dir(tmp_path, space=space.to_dict())
+  with pytest.raises(MetaDatasetError, match=r"space\.json: choice 'Test Score' is named like "
+                     r"the reserved runs column 'test_score'"):
     runs.load_meta_dataset(tmp_path)
 
 

@@ -351,6 +351,10 @@ def test_from_json_invalid_json_names_file(tmp_path):
     (_space(_num(**{"high ": 9})), r"unknown key 'high '; did you mean 'high'\?"),
     (_space(dict(_CAT, low=0)), r"unknown key 'low'; allowed: name, type, values"),
     ({**_space(_CAT), "Choices": []}, r"unknown key 'Choices'; did you mean 'choices'\?"),
+    (_space({"name": "n", "typ": "int", "low": 1, "high": 9}),
+     r"choices\[0\] \('n'\): unknown key 'typ'; did you mean 'type'\?"),
+    (_space({"Name": "n", "type": "int", "low": 1, "high": 9}),
+     r"choices\[0\]: unknown key 'Name'; did you mean 'name'\?"),
 ])
 def test_unknown_keys_are_errors_not_silently_ignored(d, message):
   with pytest.raises(SpaceError, match=message):
