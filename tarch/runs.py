@@ -343,8 +343,12 @@ def from_frames(space: Space, runs_df: pd.DataFrame, tasks_df: pd.DataFrame,
 
 def _build(space: Space, runs: _Table, tasks: _Table, source: str = "") -> MetaDataset:
   """Validates both tables and assembles the dataset."""
-  _check_choice_names(space, os.path.join(source, SPACE_FILE) if source else
-                      f"space {space.name!r}")
+  where = os.path.join(source, SPACE_FILE) if source else f"space {space.name!r}"
+  try:  # a Space built in code is held to the rules of space.json, so that it writes and loads
+    Space.from_dict(space.to_dict(), source=where)
+  except SpaceError as e:
+    raise MetaDatasetError(str(e)) from None
+  _check_choice_names(space, where)
   task_names, feature_names, features_TxF = _read_tasks(tasks)
   task_idx, choice_cols, score, test_score, cost = _read_runs(space, runs)
   task_idx = _match_tasks(runs, tasks, task_idx, task_names)

@@ -127,6 +127,9 @@ def _choice_from_dict(d: Mapping[str, Any], where: str) -> Choice:
       raise SpaceError(f"{where}: int bounds must be integers, got {low}, {high}")
     if not low < high:
       raise SpaceError(f"{where}: need low < high, got low={low}, high={high}")
+    if kind == "float" and not np.float32(low) < np.float32(high):
+      raise SpaceError(f"{where}: low={low} and high={high} are one value in float32, in "
+                       "which tarch samples and discretises; widen the range")
     if log and low <= 0:
       raise SpaceError(f"{where}: log scale needs low > 0, got {low}")
     if kind == "int":
@@ -246,7 +249,9 @@ class Space:
           raise SpaceError(f"{c.name}: unknown value {e.args[0]!r}; valid: {list(c.values)}")
         blocks.append(np.eye(c.width, dtype=np.float32)[idx])
       else:
-        col = np.asarray(columns[c.name], dtype=np.float64)
+        col = np.asarray(columns[c.name])
+        if isinstance(c, Float) or col.dtype.kind not in "iu":
+          col = col.astype(np.float64)  # integers stay exact (`_to_unit`)
         blocks.append(_to_unit(c, col)[:, None].astype(np.float32))
     return np.concatenate(blocks, axis=1)
 
@@ -348,19 +353,34 @@ def _key_token(text: str) -> str:
 
 
 def _to_unit(c: Integer | Float, value, xp=np):
-  """Position of `value` in [0, 1] between c.low and c.high (log scale if c.log)."""
+  """Position of `value` in [0, 1] between c.low and c.high (log scale if c.log).
+
+  Integer arrays (numpy) are offset from c.low exactly, in uint64, so that neighbouring
+  integers beyond 2**53 keep distinct positions.
+  """
+  value = xp.asarray(value)
+  if xp is np and value.dtype.kind in "iu":
+    offset = (value.astype(np.int64).view(np.uint64) - np.uint64(c.low % 2**64)).astype(
+        np.float64)
+  else:
+    offset = value - float(c.low)
   if c.log:
     # log1p of the relative offset, not a difference of two logs: no cancellation in float32
     # for narrow ranges of large values (sample and encode then agree).
-    return xp.log1p((value - c.low) / c.low) / math.log(c.high / c.low)
-  return (value - c.low) / (c.high - c.low)
+    return xp.log1p(offset / float(c.low)) / _log_span(c)
+  return offset / float(c.high - c.low)
+
+
+def _log_span(c: Integer | Float) -> float:
+  """log(high / low), accurate however narrow the range (exact integer difference)."""
+  return math.log1p((c.high - c.low) / c.low)
 
 
 def _from_unit(c: Integer | Float, u, xp=np):
   """Inverse of `_to_unit`."""
   if c.log:
-    return c.low * xp.exp(u * math.log(c.high / c.low))
-  return c.low + u * (c.high - c.low)
+    return float(c.low) * xp.exp(u * _log_span(c))
+  return float(c.low) + u * float(c.high - c.low)
 
 
 def _encode_value(c: Choice, value: Any) -> np.ndarray:
@@ -371,12 +391,18 @@ def _encode_value(c: Choice, value: Any) -> np.ndarray:
     out = np.zeros(c.width)
     out[c.values.index(str(value))] = 1.0
     return out
-  try:
-    x = float(value)
-  except (TypeError, ValueError):
-    raise SpaceError(f"{c.name}: expected a number, got {value!r}") from None
+  if isinstance(c, Integer) and isinstance(value, (int, np.integer)) and not isinstance(
+      value, (bool, np.bool_)):
+    x = int(value)  # exact, however large
+  else:
+    try:
+      x = float(value)
+    except (TypeError, ValueError):
+      raise SpaceError(f"{c.name}: expected a number, got {value!r}") from None
   if not math.isfinite(x) or not c.low <= x <= c.high:
     raise SpaceError(f"{c.name}: value {value!r} outside [{c.low}, {c.high}]")
-  if isinstance(c, Integer) and x != int(x):
-    raise SpaceError(f"{c.name}: expected an integer, got {value!r}")
+  if isinstance(c, Integer):
+    if x != int(x):
+      raise SpaceError(f"{c.name}: expected an integer, got {value!r}")
+    x = np.int64(int(x))
   return np.array([_to_unit(c, x)])
