@@ -25,6 +25,7 @@ from jax.sharding import Mesh
 from tarch import child
 from tarch import fingerprint as fingerprint_lib
 from tarch import mesh as mesh_lib
+from tarch import space as space_lib
 from tarch import tasks as tasks_lib
 
 
@@ -44,7 +45,10 @@ class Plan:
     if num_architectures < 1 or num_seeds < 1:
       raise ValueError("num_architectures and num_seeds must be >= 1")
     self.child = child_config
-    self.space = child_config.space
+    # Held to space.json's rules now, not when the table is written after every training: a
+    # one-value range (max_layers=1, min_width == max_width, max_dropout=0) is not a choice.
+    self.space = space_lib.Space.from_dict(child_config.space.to_dict(),
+                                           source="the child family's space (config.child)")
     self.num_seeds, self.batch_models, self.seed = num_seeds, batch_models, seed
     self.padded = tasks_lib.pad_tasks(list(tasks))
     enc = self.space.sample(jax.random.key(seed), num_architectures)

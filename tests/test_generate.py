@@ -150,3 +150,15 @@ def test_unknown_task_source_is_named(tmp_path, tiny_offline_config):
   config.tasks.source = "imagenet"
   with pytest.raises(ValueError, match="'imagenet'"):
     generate.run(config, str(tmp_path), progress=lambda _: None)
+
+
+@pytest.mark.parametrize("bad", [{"max_layers": 1}, {"min_width": 8, "max_width": 8},
+                                 {"max_dropout": 0.0}])
+def test_a_one_value_choice_is_refused_before_any_training(bad):
+  """The runs table could not be written after the trainings (a range of one value), so the
+  plan refuses at once, naming the choice."""
+  from tarch.space import SpaceError
+  name = {"max_layers": "num_layers", "min_width": "width", "max_dropout": "dropout"}[next(iter(bad))]
+  with pytest.raises(SpaceError, match=rf"config\.child.*'{name}'"):
+    generation.Plan(child.ChildConfig(**bad), [], num_architectures=2, num_seeds=1,
+                    batch_models=2, seed=0)
