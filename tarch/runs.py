@@ -214,11 +214,15 @@ def _csv_record_lines(path: str) -> list[int]:
     reader = csv.reader(f)
     for record in reader:
       start, last = last + 1, reader.line_num
-      # pandas skips lines holding only whitespace; so must the count.
-      if len(record) <= 1 and not "".join(record).strip():
-        continue
-      lines.append(start)
+      if not _blank(record):
+        lines.append(start)
   return lines
+
+
+def _blank(record: list[str]) -> bool:
+  """Whether pandas skips this csv record: an empty line or one of spaces and tabs only (a
+  form feed or a quoted empty field `""` is a row)."""
+  return not record or (len(record) == 1 and record[0] != "" and not record[0].strip(" \t"))
 
 
 def _abbrev(items: Sequence[Any]) -> str:
@@ -247,6 +251,7 @@ def _strings(table: _Table, column: str) -> np.ndarray:
 
 def _numbers(table: _Table, column: str, what: str) -> np.ndarray:
   """Column as float64, erroring on cells that are not numbers (NaN/inf are left to callers)."""
+  _reject_booleans(table, column, f"{what} must be a number")
   col = table.df[column]
   x = pd.to_numeric(col, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
   if col.dtype.kind in "fiu":
@@ -268,49 +273,70 @@ def _check_float32(table: _Table, column: str, x: np.ndarray, what: str) -> None
 def _integers(table: _Table, c: Integer) -> np.ndarray:
   """An integer choice's column as exact int64 values, within [c.low, c.high].
 
-  Integers are read as integers, not through float64, whose rounding above 2**53 would merge
-  neighbouring values into one architecture. Integral floats (`3.0`) are accepted where they are
-  exact.
+  Integers are read as integers, not through float64: its rounding above 2**53 would merge
+  neighbouring values into one architecture, and below it would take `3.0000000000000001` for
+  3. Text (CSV cells) is parsed exactly: `3`, `3.0` and `3e0` are 3, anything with a nonzero
+  fraction is an error. A float column (parquet, a DataFrame) holds exact values below 2**53.
   """
   col = table.df[c.name]
-  if col.dtype.kind == "b":
-    raise table.error(0, c.name, f"expected integers, got a column of type {col.dtype}")
+  _reject_booleans(table, c.name, "expected integers")
 
   def outside(pos):
     return f"value {_cell(table, c.name, pos)} outside [{c.low}, {c.high}]"
 
-  if col.dtype.kind in "iu" and not col.isna().any():
-    value = col.to_numpy()
-    table.check((value < c.low) | (value > c.high), c.name, outside)
-    return value.astype(np.int64)
-  x = _numbers(table, c.name, "value")
-  table.check(~np.isfinite(x), c.name, outside)
-  table.check(x != np.round(x), c.name,
-              lambda pos: f"expected an integer, got {_cell(table, c.name, pos)}")
-  big = np.abs(x) >= _EXACT_FLOAT_INT
-  table.check(~big & ((x < c.low) | (x > c.high)), c.name, outside)
-  value = np.where(big, 0, x).astype(np.int64)
-  for pos in np.flatnonzero(big):  # float64 may have rounded these: parse their text exactly
-    v = _exact_integer(table, int(pos), c.name)
-    if not c.low <= v <= c.high:
-      raise table.error(int(pos), c.name, outside(int(pos)))
-    value[pos] = v
+  if col.dtype.kind in "iu":
+    value = col.to_numpy().astype(np.int64)
+  elif col.dtype.kind == "f":
+    x = col.to_numpy(dtype=np.float64, na_value=np.nan)
+    table.check(np.isnan(x), c.name, lambda pos: "missing value")
+    table.check(~np.isfinite(x), c.name, outside)
+    table.check(x != np.round(x), c.name,
+                lambda pos: f"expected an integer, got {_cell(table, c.name, pos)}")
+    table.check(np.abs(x) >= _EXACT_FLOAT_INT, c.name, lambda pos: (
+        f"integer {_cell(table, c.name, pos)} is stored as a float, which is not exact beyond "
+        "2**53; store the column as integers"))
+    value = x.astype(np.int64)
+  else:
+    table.check(col.isna().to_numpy(), c.name, lambda pos: "missing value")
+    text = col.astype(str).str.strip()
+    plain = text.str.fullmatch(r"[+-]?\d{1,18}").to_numpy(dtype=bool)  # fits int64 as is
+    value = np.zeros(len(col), np.int64)
+    value[plain] = text[plain].astype(np.int64).to_numpy()
+    for pos in np.flatnonzero(~plain):
+      v = _exact_integer(table, int(pos), c.name)
+      if v is None or not c.low <= v <= c.high:
+        raise table.error(int(pos), c.name, outside(int(pos)))
+      value[pos] = v
+  table.check((value < c.low) | (value > c.high), c.name, outside)
   return value
 
 
-def _exact_integer(table: _Table, pos: int, column: str) -> int:
-  """The integer written at row `pos` of `column`, parsed from its text exactly."""
-  raw = table.df[column].iloc[pos]
-  if isinstance(raw, (float, np.floating)):
-    raise table.error(pos, column, (
-        f"integer {raw!r} is stored as a float, which is not exact beyond 2**53; store the "
-        "column as integers"))
+def _exact_integer(table: _Table, pos: int, column: str) -> int | None:
+  """The integer written at row `pos` of `column`, parsed from its text exactly; None for an
+  infinite or NaN one."""
+  raw = str(table.df[column].iloc[pos]).strip()
   try:
-    exact = decimal.Context(prec=1000, traps=[decimal.Inexact, decimal.InvalidOperation])
-    return int(decimal.Decimal(str(raw).strip()).to_integral_exact(context=exact))
+    number = decimal.Decimal(raw)
+    if not number.is_finite():
+      return None
+    exact = decimal.Context(prec=max(28, len(raw) + 2),
+                            traps=[decimal.Inexact, decimal.InvalidOperation])
+    return int(number.to_integral_exact(context=exact))
   except (decimal.InvalidOperation, decimal.Inexact, ValueError):
     raise table.error(pos, column, f"expected an integer, got {_cell(table, column, pos)}"
                       ) from None
+
+
+def _reject_booleans(table: _Table, column: str, want: str) -> None:
+  """MetaDatasetError for True/False cells, which numeric conversion would take for 1/0 (a
+  CSV column of only `true` and `false` reads as booleans)."""
+  col = table.df[column]
+  if col.dtype.kind == "b":
+    raise table.error(0, column, f"{want}, got {_cell(table, column, 0)} (a column of "
+                      "True/False)")
+  if col.dtype == object:
+    table.check(col.map(lambda v: isinstance(v, (bool, np.bool_))).to_numpy(dtype=bool), column,
+                lambda pos: f"{want}, got {_cell(table, column, pos)}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -562,7 +588,8 @@ def load_meta_dataset(path: str | os.PathLike) -> MetaDataset:
   _check_choice_names(space, space_path)
 
   tasks_path = os.path.join(path, TASKS_FILE)
-  tasks = _Table(_read_csv(tasks_path, [TASK], expected=[TASK]), tasks_path, csv_path=tasks_path)
+  tasks = _Table(_read_csv(tasks_path, [TASK], expected=[TASK], named=True), tasks_path,
+                 csv_path=tasks_path)
   if has[RUNS_CSV]:
     runs_path = os.path.join(path, RUNS_CSV)
     runs_df = _read_csv(runs_path, _csv_text_columns(space), keep=_runs_columns(space),
@@ -605,14 +632,15 @@ def _runs_columns(space: Space) -> list[str]:
 
 
 def _read_csv(path: str, str_columns: Sequence[str], keep: Sequence[str] | None = None,
-              expected: Sequence[str] = ()):
+              expected: Sequence[str] = (), named: bool = False):
   """Reads a CSV with `str_columns` as text, keeping only `keep` columns (if given).
 
   Strict: the file must be UTF-8 (a byte-order mark is allowed), the header may not repeat a
   column nor nearly spell one of `expected` (the reserved names and choices; `_check_header`),
   and every data line must have exactly as many fields as the header (`_check_widths`): a line
   with one more (an unquoted decimal comma, a stray trailing field) or one fewer would otherwise
-  shift or drop values silently.
+  shift or drop values silently. With `named`, every column must have a name (in tasks.csv an
+  unnamed column, such as the index pandas' `to_csv` writes, would become a meta-feature).
   """
   try:
     with open(path, "rb") as f:
@@ -624,7 +652,9 @@ def _read_csv(path: str, str_columns: Sequence[str], keep: Sequence[str] | None 
   try:
     text = raw.decode("utf-8")
   except UnicodeDecodeError as e:
-    line = raw.count(b"\n", 0, e.start) + 1
+    # Lines end in \n, \r\n or \r, as pandas reads them.
+    line = (raw.count(b"\n", 0, e.start) + raw.count(b"\r", 0, e.start)
+            - raw.count(b"\r\n", 0, e.start) + 1)
     raise MetaDatasetError(
         f"{path}, line {line}: byte {raw[e.start]:#04x} is not UTF-8 (save the file as "
         "UTF-8)") from None
@@ -632,6 +662,11 @@ def _read_csv(path: str, str_columns: Sequence[str], keep: Sequence[str] | None 
   if not header or not "".join(header).strip():
     raise MetaDatasetError(f"{path}: empty file (expected a header line)")
   _check_header(f"{path}, line 1", header, expected)
+  unnamed = [i for i, name in enumerate(header, 1) if not name.strip()]
+  if named and unnamed:
+    raise MetaDatasetError(
+        f"{path}, line 1: column {unnamed[0]} has no name (an index written by pandas' to_csv? "
+        "write with index=False, or name the column)")
   _check_widths(path, raw, text, len(header))
   try:
     # No NA spellings at all: "None" or "NA" may be real categorical values or task names,
@@ -656,21 +691,21 @@ def _check_widths(path: str, raw: bytes, text: str, width: int) -> None:
   fields are its commas plus one, counted vectorised over the bytes; a file with quotes (fields
   may hold commas and line breaks) or bare carriage returns is walked with the csv module.
   """
-  if b'"' not in raw and raw.count(b"\r") == raw.count(b"\r\n"):
+  if b'"' not in raw and (b"\r" not in raw or raw.count(b"\r") == raw.count(b"\r\n")):
     data = np.frombuffer(raw if raw.endswith(b"\n") else raw + b"\n", np.uint8)
     ends = np.flatnonzero(data == ord("\n"))
-    line_of_comma = np.searchsorted(ends, np.flatnonzero(data == ord(",")))
-    fields = np.bincount(line_of_comma, minlength=len(ends)) + 1
+    # Commas before each line's end, differenced: the commas of each line.
+    fields = np.diff(np.searchsorted(np.flatnonzero(data == ord(",")), ends), prepend=0) + 1
     starts = np.concatenate([[0], ends[:-1] + 1])
     for i in np.flatnonzero(fields != width):
-      if raw[starts[i]:ends[i]].strip():
+      if raw[starts[i]:ends[i]].strip(b" \t\r"):  # pandas skips lines of spaces and tabs
         _width_error(path, int(i) + 1, int(fields[i]), width)
     return
   reader = csv.reader(io.StringIO(text, newline=""))
   last = 0
   for record in reader:
     start, last = last + 1, reader.line_num
-    if len(record) != width and (len(record) > 1 or "".join(record).strip()):
+    if len(record) != width and not _blank(record):
       _width_error(path, start, len(record), width, end=last,
                    unclosed=_unclosed_quote("\n".join(text.split("\n")[start - 1:])))
 
@@ -717,7 +752,7 @@ def _check_header(where: str, names: Sequence[str], expected: Sequence[str]) -> 
           f"{where}: column {name!r} appears twice (columns {seen[name]} and {i}); keep one")
     seen[name] = i
   for name in names:
-    if name in expected:
+    if name in expected or not name.strip():
       continue
     for want in expected:
       if _near(name, want):
@@ -739,7 +774,10 @@ def _read_parquet(path: str, space: Space, keep: Sequence[str]) -> pd.DataFrame:
   _check_header(f"{path}, header", schema.names, keep)
   _check_parquet_types(path, space, schema)
   try:
-    return pd.read_parquet(path, columns=[c for c in schema.names if c in keep])
+    # Without pandas' metadata, so that a column stored as the index (`set_index("task")`)
+    # stays a column.
+    return pq.read_table(path, columns=[c for c in schema.names if c in keep]).to_pandas(
+        ignore_metadata=True)
   except (OSError, ValueError) as e:
     raise MetaDatasetError(f"{path}: cannot read parquet: {e}") from e
 

@@ -78,6 +78,18 @@ _CHOICE_KEYS = {"categorical": ("name", "type", "values"),
 _ALL_CHOICE_KEYS = ("name", "type", "values", "low", "high", "log")
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+  """A JSON object's dict, refusing a repeated key (json keeps the last one silently)."""
+  out = {}
+  for key, value in pairs:
+    if key in out:
+      name = dict(pairs).get("name")
+      which = f"the object named {name!r}" if isinstance(name, str) else "one object"
+      raise ValueError(f"key {key!r} appears twice in {which}")
+    out[key] = value
+  return out
+
+
 def _check_keys(d: Mapping[str, Any], allowed: Sequence[str], where: str) -> None:
   """SpaceError for a key not in `allowed`, suggesting the allowed key it nearly spells (a key
   that is silently ignored would silently change the space: `"Log": true` is not log scale)."""
@@ -104,6 +116,13 @@ def _choice_from_dict(d: Mapping[str, Any], where: str) -> Choice:
     values = d.get("values")
     if not isinstance(values, Sequence) or isinstance(values, str) or not values:
       raise SpaceError(f"{where}: 'values' must be a non-empty list")
+    bad = [v for v in values if not isinstance(v, (str, int)) or isinstance(v, bool)]
+    if bad:
+      # A value is matched by its spelling in the runs table: true, 1e-5 or null have no one
+      # spelling (Python's would be True, 1e-05, None), so they are written as strings.
+      raise SpaceError(f"{where}: categorical values are strings (or integers), spelled as in "
+                       f"the runs table; got {json.dumps(bad[0])} ({type(bad[0]).__name__}): "
+                       "quote it")
     values = tuple(str(v) for v in values)
     if len(set(values)) != len(values):
       raise SpaceError(f"{where}: duplicate values in {list(values)}")
@@ -113,13 +132,14 @@ def _choice_from_dict(d: Mapping[str, Any], where: str) -> Choice:
       bound = d.get(key)
       if not isinstance(bound, (int, float)) or isinstance(bound, bool):
         raise SpaceError(f"{where}: '{key}' must be a number")
-      if not math.isfinite(bound):
+      if isinstance(bound, float) and not math.isfinite(bound):
         raise SpaceError(f"{where}: '{key}' must be finite, got {bound}")
       # Sampling and discretising run in float32 (and integers are exact int64 in the tables).
       limit = _INT_LIMIT if kind == "int" else _FLOAT32_MAX
-      if abs(bound) > limit:
+      if abs(bound) > limit:  # exact for ints of any length
         what = "int64" if kind == "int" else "float32"
-        raise SpaceError(f"{where}: '{key}' = {bound} is outside {what}'s range (+-{limit:.4g})")
+        shown = bound if len(str(bound)) <= 40 else f"{str(bound)[:20]}... ({len(str(bound))} digits)"
+        raise SpaceError(f"{where}: '{key}' = {shown} is outside {what}'s range (+-{limit:.4g})")
     low, high, log = d["low"], d["high"], d.get("log", False)
     if not isinstance(log, bool):
       raise SpaceError(f"{where}: 'log' must be true or false, got {log!r}")
@@ -176,8 +196,9 @@ class Space:
     """Reads a `space.json` file (UTF-8, with or without a byte-order mark)."""
     try:
       with open(path, encoding="utf-8-sig") as f:
-        d = json.load(f)
-    except json.JSONDecodeError as e:
+        d = json.load(f, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as e:  # JSONDecodeError is a ValueError; so are
+      # duplicate keys and integers beyond Python's digit limit
       raise SpaceError(f"{path}: not valid JSON ({e})") from None
     return cls.from_dict(d, source=str(path))
 

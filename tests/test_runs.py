@@ -228,7 +228,10 @@ def test_from_frames_accepts_non_string_categoricals():
     (3, "layers", "7", r"outside \[1, 5\]"),
     (3, "layers", "0", r"outside \[1, 5\]"),
     (3, "layers", "2.5", r"expected an integer"),
-    (3, "layers", "two", r"must be a number, got 'two'"),
+    (3, "layers", "two", r"expected an integer, got 'two'"),
+    (3, "layers", "2.0000000000000001", r"expected an integer, got '2.0000000000000001'"),
+    (3, "layers", "3.000000000000001", r"expected an integer"),
+    (3, "score", "true", r"score must be a number, got 'true'"),
     (1, "lr", "1.0", r"outside \[0\.0001, 0\.1\]"),
     (1, "lr", "", r"must be a number, got ''"),
     (1, "lr", "nan", r"outside"),
@@ -584,3 +587,45 @@ def test_select_tasks(tmp_path):
   with pytest.raises(ValueError, match="more than once"):
     m.select_tasks(["a", 0])
 
+
+
+@pytest.mark.parametrize("column", ["score", "cost", "lr"])
+def test_a_column_of_booleans_is_not_read_as_numbers(tmp_path, column):
+  """pandas reads a CSV column of only true/false as booleans, which numeric conversion would
+  take for 1/0."""
+  rows = [_with([r], 0, column, "true" if i % 2 else "False")[0] for i, r in enumerate(RUNS)]
+  write_dir(tmp_path, run_rows=rows)
+  with pytest.raises(MetaDatasetError, match=rf"runs\.csv, line 2, column '{column}': .*"
+                     r"must be a number, got False \(a column of True/False\)"):
+    runs.load_meta_dataset(tmp_path)
+  write_dir(tmp_path, task_rows=[["a", "true", "2.0"], ["b", "false", "-4.5"]])
+  with pytest.raises(MetaDatasetError, match=r"tasks\.csv, line 2, column 'f1': meta-feature "
+                     r"must be a number, got True"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_an_unnamed_tasks_column_is_an_error_not_a_meta_feature(tmp_path):
+  write_dir(tmp_path, task_columns=["", "task", "f1", "f2"],
+            task_rows=[["0"] + TASKS[0], ["1"] + TASKS[1]])
+  with pytest.raises(MetaDatasetError, match=r"tasks\.csv, line 1: column 1 has no name \(an "
+                     r"index written by pandas' to_csv\?"):
+    runs.load_meta_dataset(tmp_path)
+
+
+def test_a_parquet_with_the_task_as_index_loads(tmp_path):
+  space, runs_df, tasks_df = _frames()
+  runs.write_meta_dataset(tmp_path, space, runs_df, tasks_df, runs_format="parquet")
+  expected = runs.load_meta_dataset(tmp_path)
+  runs_df.astype(_NUMERIC_TYPES).set_index("task").to_parquet(tmp_path / "runs.parquet")
+  m = runs.load_meta_dataset(tmp_path)
+  assert m.arch_keys == expected.arch_keys
+  np.testing.assert_array_equal(m.score_R, expected.score_R)
+
+
+@pytest.mark.parametrize("line", ["\x0c", '""'])
+def test_a_line_pandas_reads_as_a_row_is_located_on_its_own_line(tmp_path, line):
+  write_dir(tmp_path)
+  _rewrite_runs(tmp_path, lambda b: b.replace(b"0.5,0.4,10,x\n", b"0.5,0.4,10,x\n" + line.encode()
+                                              + b"\n"))
+  with pytest.raises(MetaDatasetError, match=r"runs\.csv, line 3: 1 field, but the header has 8"):
+    runs.load_meta_dataset(tmp_path)

@@ -361,6 +361,33 @@ def test_unknown_keys_are_errors_not_silently_ignored(d, message):
     Space.from_dict(d)
 
 
+@pytest.mark.parametrize("d, message", [
+    (_space(dict(_CAT, values=[True, "x"])), r"categorical values are strings \(or integers\), "
+     r"spelled as in the runs table; got true \(bool\): quote it"),
+    (_space(dict(_CAT, values=[1e-5, "x"])), r"got 1e-05 \(float\)"),
+    (_space(dict(_CAT, values=[None])), r"got null"),
+    (_space(dict(_CAT, values=[["x"]])), r"got \[\"x\"\] \(list\)"),
+    (_space(_num(high=10**400)), r"'high' = 10{19}\.\.\. \(401 digits\) is outside int64"),
+])
+def test_categorical_values_and_bounds_of_any_size_are_checked(d, message):
+  with pytest.raises(SpaceError, match=message):
+    Space.from_dict(d)
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"choices": [{"name": "n", "type": "int", "low": 1, "high": 9, "log": true, "log": false}]}',
+     r"key 'log' appears twice in the object named 'n'"),
+    ('{"choices": [{"name": "n", "type": "int", "low": 1, "high": ' + "9" * 5000 + "}]}",
+     r"not valid JSON \(Exceeds the limit"),
+    ("[" * 100_000 + "]" * 100_000, r"not valid JSON \(maximum recursion depth"),
+])
+def test_from_json_refuses_repeated_keys_and_unreadable_json(tmp_path, text, message):
+  path = tmp_path / "space.json"
+  path.write_text(text)
+  with pytest.raises(SpaceError, match=message):
+    Space.from_json(path)
+
+
 def test_from_json_accepts_a_byte_order_mark(tmp_path):
   path = tmp_path / "space.json"
   path.write_bytes(b"\xef\xbb\xbf" + json.dumps(TOY).encode())
