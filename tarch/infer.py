@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from tarch import hparams, tables
+from tarch import hparams
 from tarch import runs as runs_lib
 from tarch import value_net as vn
 from tarch.meta_train import ValueModel
