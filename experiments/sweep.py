@@ -85,7 +85,6 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
   if process_index == 0:
     for note in evaluate.degenerate_notes(ds, held_out):
       print(f"note: {note}", flush=True)
-  if process_index == 0:
     atomic.atomic_write_text(os.path.join(workdir, "config.json"),
                              config.to_json_best_effort(indent=2))
   net, train, infer_config = library_configs(config)

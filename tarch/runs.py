@@ -364,17 +364,17 @@ def from_frames(space: Space, runs_df: pd.DataFrame, tasks_df: pd.DataFrame,
   Raises:
     MetaDatasetError: naming the file, row and column of the first problem found.
   """
-  return _build(space, _Table(runs_df, runs_source), _Table(tasks_df, tasks_source))
-
-
-def _build(space: Space, runs: _Table, tasks: _Table, source: str = "") -> MetaDataset:
-  """Validates both tables and assembles the dataset."""
-  where = os.path.join(source, SPACE_FILE) if source else f"space {space.name!r}"
+  where = f"space {space.name!r}"
   try:  # a Space built in code is held to the rules of space.json, so that it writes and loads
     Space.from_dict(space.to_dict(), source=where)
   except SpaceError as e:
     raise MetaDatasetError(str(e)) from None
   _check_choice_names(space, where)
+  return _build(space, _Table(runs_df, runs_source), _Table(tasks_df, tasks_source))
+
+
+def _build(space: Space, runs: _Table, tasks: _Table, source: str = "") -> MetaDataset:
+  """Validates both tables (the space is already checked) and assembles the dataset."""
   task_names, feature_names, features_TxF = _read_tasks(tasks)
   task_idx, choice_cols, score, test_score, cost = _read_runs(space, runs)
   task_idx = _match_tasks(runs, tasks, task_idx, task_names)
@@ -437,8 +437,8 @@ def _read_tasks(tasks: _Table) -> tuple[tuple[str, ...], tuple[str, ...], np.nda
   columns = []
   for name in feature_names:
     x = _numbers(tasks, name, "meta-feature")
-    tasks.check(~np.isfinite(x), name,
-                lambda pos, name=name: f"meta-feature must be finite, got {_cell(tasks, name, pos)}")
+    tasks.check(~np.isfinite(x), name, lambda pos, name=name:
+                f"meta-feature must be finite, got {_cell(tasks, name, pos)}")
     _check_float32(tasks, name, x, "meta-feature")
     tasks.check((x != 0) & (np.abs(x) < FLOAT32_TINY), name, lambda pos, name=name: (
         f"meta-feature {_cell(tasks, name, pos)} is nonzero but below float32's smallest "
@@ -673,13 +673,7 @@ def _read_csv(path: str, str_columns: Sequence[str], keep: Sequence[str] | None 
     # and numeric columns are coerced (with a precise message) later anyway.
     df = pd.read_csv(io.BytesIO(raw), index_col=False, keep_default_na=False,
                      dtype={c: str for c in str_columns if c in header})
-  except pd.errors.ParserError as e:
-    if "EOF inside string" in str(e):
-      line = _csv_record_lines(path)[-1]
-      raise MetaDatasetError(
-          f"{path}, line {line}: a quoted field opened on this line is never closed") from None
-    raise MetaDatasetError(f"{path}: cannot parse CSV: {e}") from e
-  except ValueError as e:
+  except ValueError as e:  # pandas' ParserError is a ValueError
     raise MetaDatasetError(f"{path}: cannot parse CSV: {e}") from e
   return df if keep is None else df[[c for c in df.columns if c in keep]]
 
@@ -701,19 +695,23 @@ def _check_widths(path: str, raw: bytes, text: str, width: int) -> None:
       if raw[starts[i]:ends[i]].strip(b" \t\r"):  # pandas skips lines of spaces and tabs
         _width_error(path, int(i) + 1, int(fields[i]), width)
     return
-  reader = csv.reader(io.StringIO(text, newline=""))
-  last = 0
+  lines = io.StringIO(text, newline="").readlines()  # split as the csv reader splits them
+  reader = csv.reader(lines)
+  start = last = 0
   for record in reader:
     start, last = last + 1, reader.line_num
     if len(record) != width and not _blank(record):
       _width_error(path, start, len(record), width, end=last,
-                   unclosed=_unclosed_quote("\n".join(text.split("\n")[start - 1:])))
+                   unclosed=_unclosed_quote(lines[start - 1:]))
+  if start and _unclosed_quote(lines[start - 1:]):  # the last record, of the right width
+    raise MetaDatasetError(
+        f"{path}, line {start}: a quoted field opened on this line is never closed")
 
 
-def _unclosed_quote(text: str) -> bool:
-  """Whether the first CSV record of `text` opens a quoted field that is never closed."""
+def _unclosed_quote(lines: list[str]) -> bool:
+  """Whether the first CSV record of `lines` opens a quoted field that is never closed."""
   try:
-    next(csv.reader(io.StringIO(text, newline=""), strict=True), None)
+    next(csv.reader(lines, strict=True), None)
   except csv.Error as e:
     return "unexpected end of data" in str(e)
   return False

@@ -85,7 +85,7 @@ class Data(flax.struct.PyTreeNode):
     # Shifted and scaled to [-1, 0] per task in float64 before the cast, so that float32 keeps
     # the differences that regret and percentile are made of (both are invariant to a task's
     # offset and scale), whatever the scores' offset and magnitude.
-    scaled_TxA = np.zeros((ds.num_tasks, ds.num_archs))  # 0 where a task did not evaluate an architecture
+    scaled_TxA = np.zeros((ds.num_tasks, ds.num_archs))  # 0 where a task did not evaluate one
     scaled_TxA[ds.task_R, ds.arch_R] = (
         (ds.test_score_R - best_T[ds.task_R]) / range_T[ds.task_R])
     return cls(train=meta_train.prepare_data(ds, target), table=tables.PercentileTable.build(ds),

@@ -138,7 +138,8 @@ def _choice_from_dict(d: Mapping[str, Any], where: str) -> Choice:
       limit = _INT_LIMIT if kind == "int" else _FLOAT32_MAX
       if abs(bound) > limit:  # exact for ints of any length
         what = "int64" if kind == "int" else "float32"
-        shown = bound if len(str(bound)) <= 40 else f"{str(bound)[:20]}... ({len(str(bound))} digits)"
+        digits = str(bound)
+        shown = digits if len(digits) <= 40 else f"{digits[:20]}... ({len(digits)} digits)"
         raise SpaceError(f"{where}: '{key}' = {shown} is outside {what}'s range (+-{limit:.4g})")
     low, high, log = d["low"], d["high"], d.get("log", False)
     if not isinstance(log, bool):

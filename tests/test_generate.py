@@ -158,7 +158,8 @@ def test_a_one_value_choice_is_refused_before_any_training(bad):
   """The runs table could not be written after the trainings (a range of one value), so the
   plan refuses at once, naming the choice."""
   from tarch.space import SpaceError
-  name = {"max_layers": "num_layers", "min_width": "width", "max_dropout": "dropout"}[next(iter(bad))]
+  choice = {"max_layers": "num_layers", "min_width": "width", "max_dropout": "dropout"}
+  name = choice[next(iter(bad))]
   with pytest.raises(SpaceError, match=rf"config\.child.*'{name}'"):
     generation.Plan(child.ChildConfig(**bad), [], num_architectures=2, num_seeds=1,
                     batch_models=2, seed=0)

@@ -221,18 +221,25 @@ def _text_rows(space, runs_df):
                                  for row in runs_df.itertuples(index=False)]
 
 
+def _load_error(data, runs_format, name, write):
+  """The message of loading a valid meta-dataset in which file `name` was replaced by
+  `write(path)`, with the temporary directory's path replaced by `DIR`."""
+  with tempfile.TemporaryDirectory() as d:
+    runs.write_meta_dataset(d, *data, runs_format=runs_format)
+    write(os.path.join(d, name))
+    with pytest.raises(MetaDatasetError) as e:
+      runs.load_meta_dataset(d)
+  return str(e.value).replace(d, "DIR")
+
+
 @_SETTINGS
 @hypothesis.given(data=meta_datasets(), draw=st.data())
 def test_a_corrupted_runs_csv_is_an_error_naming_file_line_and_column(data, draw):
   space, runs_df, tasks_df = data
   header, rows = _text_rows(space, runs_df)
   header, rows, where = draw.draw(_runs_corruption(space, header, rows))
-  with tempfile.TemporaryDirectory() as d:
-    runs.write_meta_dataset(d, space, runs_df, tasks_df, runs_format="csv")
-    _write_csv(os.path.join(d, "runs.csv"), header, rows)
-    with pytest.raises(MetaDatasetError) as e:
-      runs.load_meta_dataset(d)
-  assert f"{os.path.join(d, 'runs.csv')}, {where}" in str(e.value)
+  message = _load_error(data, "csv", "runs.csv", lambda p: _write_csv(p, header, rows))
+  assert f"DIR/runs.csv, {where}" in message
 
 
 @_SETTINGS
@@ -246,12 +253,8 @@ def test_a_corrupted_tasks_csv_is_an_error_naming_file_line_and_column(data, dra
   column = draw.draw(st.sampled_from(header[1:]))
   text = draw.draw(st.sampled_from(["x", "", "nan", "inf", "4e38", "1e-39", "-1e-40"]))
   rows[i][header.index(column)] = text
-  with tempfile.TemporaryDirectory() as d:
-    runs.write_meta_dataset(d, space, runs_df, tasks_df, runs_format="csv")
-    _write_csv(os.path.join(d, "tasks.csv"), header, rows)
-    with pytest.raises(MetaDatasetError) as e:
-      runs.load_meta_dataset(d)
-  assert f"{os.path.join(d, 'tasks.csv')}, line {i + 2}, column '{column}'" in str(e.value)
+  message = _load_error(data, "csv", "tasks.csv", lambda p: _write_csv(p, header, rows))
+  assert f"DIR/tasks.csv, line {i + 2}, column '{column}'" in message
 
 
 @_SETTINGS
@@ -283,9 +286,6 @@ def test_a_corrupted_runs_parquet_is_an_error_naming_file_row_and_column(data, d
           np.ones(len(runs_df), bool), pd.date_range("2026-01-01", periods=len(runs_df)),
           np.array(["1"] * len(runs_df), object)]))
     where = f"header, column '{column}': parquet type"
-  with tempfile.TemporaryDirectory() as d:
-    runs.write_meta_dataset(d, space, *data[1:], runs_format="parquet")
-    runs_df.to_parquet(os.path.join(d, "runs.parquet"), index=False)
-    with pytest.raises(MetaDatasetError) as e:
-      runs.load_meta_dataset(d)
-  assert f"{os.path.join(d, 'runs.parquet')}, {where}" in str(e.value)
+  message = _load_error(data, "parquet", "runs.parquet",
+                        lambda p: runs_df.to_parquet(p, index=False))
+  assert f"DIR/runs.parquet, {where}" in message
