@@ -313,16 +313,7 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
   Returns:
     An `Inference` with up to `config.top_k` distinct architectures, best predicted first.
   """
-  raw_F = np.asarray(features_F, np.float64)  # checked before the float32 cast rounds or overflows
-  if raw_F.shape != model.scaler.mean_F.shape:
-    raise ValueError(f"expected {model.scaler.mean_F.shape[0]} meta-features, got shape "
-                     f"{raw_F.shape}")
-  bad = ~np.isfinite(raw_F) | (np.abs(raw_F) > runs_lib.FLOAT32_LIMIT)
-  if bad.any():
-    i = int(np.argmax(bad))
-    raise ValueError(f"meta-feature {i} is {raw_F[i]!r}: meta-features must be finite and within "
-                     f"+-{runs_lib.FLOAT32_LIMIT:.4g} (tarch computes in float32)")
-  features_F = jnp.asarray(raw_F, jnp.float32)
+  features_F = jnp.asarray(checked_features(model, features_F))
   if (model.config.encoding_dim, model.config.numeric_dims) != (space.dim, space.numeric_dims):
     raise ValueError(
         f"the model was trained on an encoding of width {model.config.encoding_dim} with numeric "
@@ -339,6 +330,21 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
   return Inference(
       architectures=space.decode_many(enc), encodings=enc, predicted=values,
       pool_indices=rows if pool_PxE is not None else None)
+
+
+def checked_features(model: ValueModel, features_F) -> np.ndarray:
+  """A task's raw meta-features as float32 `[F]`, checked in float64 (before the cast could
+  round or overflow them): the model's count, finite, within float32's safe range."""
+  raw_F = np.asarray(features_F, np.float64)
+  if raw_F.shape != model.scaler.mean_F.shape:
+    raise ValueError(f"expected {model.scaler.mean_F.shape[0]} meta-features, got shape "
+                     f"{raw_F.shape}")
+  bad = ~np.isfinite(raw_F) | (np.abs(raw_F) > runs_lib.FLOAT32_LIMIT)
+  if bad.any():
+    i = int(np.argmax(bad))
+    raise ValueError(f"meta-feature {i} is {raw_F[i]!r}: meta-features must be finite and within "
+                     f"+-{runs_lib.FLOAT32_LIMIT:.4g} (tarch computes in float32)")
+  return raw_F.astype(np.float32)
 
 
 def _rank_by_blend(model: ValueModel, space: Space, features_F, config: InferConfig,

@@ -66,6 +66,8 @@ class Data(flax.struct.PyTreeNode):
   table: tables.PercentileTable
   test_TxA: jax.Array  # float32 (test score - the task's best) / its range: 0 is the best, -1
   # the worst (masked by table.evaluated_TxA)
+  score_TxA: jax.Array  # float32 the validation scores (`score`), shifted and scaled likewise:
+  # what a simulated training on the held-out task returns
   group_T: jax.Array  # int32 each task's group: a held-out task's whole group is left out of
   # training (default: each task its own group, leave-one-task-out)
 
@@ -73,23 +75,26 @@ class Data(flax.struct.PyTreeNode):
   def build(cls, ds: runs_lib.MetaDataset, target: str, groups=None) -> Data:
     """`groups`: optional int per task (e.g. the dataset a generated task was drawn from), so
     that holding out a task holds out its siblings too (leave-one-group-out)."""
-    best_T = np.full(ds.num_tasks, -np.inf)
-    np.maximum.at(best_T, ds.task_R, ds.test_score_R)
-    worst_T = np.full(ds.num_tasks, np.inf)
-    np.minimum.at(worst_T, ds.task_R, ds.test_score_R)
-    range_T = best_T - worst_T
-    range_T = np.where(range_T > 0, range_T, 1.0)
     group_T = np.arange(ds.num_tasks) if groups is None else np.asarray(groups)
     if group_T.shape != (ds.num_tasks,) or not np.issubdtype(group_T.dtype, np.integer):
       raise ValueError(f"groups must be {ds.num_tasks} integers, one per task; got {groups!r}")
-    # Shifted and scaled to [-1, 0] per task in float64 before the cast, so that float32 keeps
-    # the differences that regret and percentile are made of (both are invariant to a task's
-    # offset and scale), whatever the scores' offset and magnitude.
-    scaled_TxA = np.zeros((ds.num_tasks, ds.num_archs))  # 0 where a task did not evaluate one
-    scaled_TxA[ds.task_R, ds.arch_R] = (
-        (ds.test_score_R - best_T[ds.task_R]) / range_T[ds.task_R])
+
+    def scaled(values_R):
+      # Shifted and scaled to [-1, 0] per task in float64 before the cast, so that float32 keeps
+      # the differences that regret and percentile are made of (both are invariant to a task's
+      # offset and scale), whatever the scores' offset and magnitude.
+      best_T = np.full(ds.num_tasks, -np.inf)
+      np.maximum.at(best_T, ds.task_R, values_R)
+      worst_T = np.full(ds.num_tasks, np.inf)
+      np.minimum.at(worst_T, ds.task_R, values_R)
+      range_T = best_T - worst_T
+      range_T = np.where(range_T > 0, range_T, 1.0)
+      out_TxA = np.zeros((ds.num_tasks, ds.num_archs))  # 0 where a task did not evaluate one
+      out_TxA[ds.task_R, ds.arch_R] = (values_R - best_T[ds.task_R]) / range_T[ds.task_R]
+      return jnp.asarray(out_TxA, jnp.float32)
+
     return cls(train=meta_train.prepare_data(ds, target), table=tables.PercentileTable.build(ds),
-               test_TxA=jnp.asarray(scaled_TxA, jnp.float32),
+               test_TxA=scaled(ds.test_score_R), score_TxA=scaled(ds.score_R),
                group_T=jnp.asarray(group_T, jnp.int32))
 
 
@@ -123,9 +128,21 @@ def regret_and_percentile(chosen, test_A, pool_A):
   return regret, percentile
 
 
-def simulate(static: Static, dyn: dict, data: Data, task: jax.Array) -> Result:
-  """One leave-one-task-out fold with `task` (and its group) held out (pure; jit, vmap and
-  shard it)."""
+class Fold(flax.struct.PyTreeNode):
+  """A fold's trained model and zero-shot ranking of the held-out task's pool."""
+
+  model: meta_train.ValueModel  # with the training tasks' table and the chosen blend attached
+  report: meta_train.TrainReport
+  mask_T: jax.Array  # bool: the training tasks
+  pool_A: jax.Array  # bool: the architectures the held-out task evaluated
+  value_A: jax.Array  # float32 V's score of every architecture for the held-out task
+  score_A: jax.Array  # float32 what tarch ranks by (V alone, or the chosen blend)
+  tarch_pick: jax.Array  # int32 tarch's zero-shot pick (V's ascent when V ranks alone)
+
+
+def fold(static: Static, dyn: dict, data: Data, task: jax.Array) -> Fold:
+  """Meta-trains on every task outside `task`'s group, chooses the ranker and ranks the held-out
+  task's pool from its meta-features alone (pure; what every simulation starts from)."""
   mask_T = data.group_T != data.group_T[task]
   # As `meta_train.fit(seed=s)` trains, whatever the fold; the ascent's starts differ per task.
   k_train = jax.random.key(dyn["train"]["seed"])
@@ -142,20 +159,30 @@ def simulate(static: Static, dyn: dict, data: Data, task: jax.Array) -> Result:
   value_A = vn.lower_bound(
       vn.apply_fused(model.config, vn.fuse_members(model.config, model.params),
                      model.task_embeddings(features_F), enc_AxE), dyn["infer"]["pessimism"])
-  z_TxF = model.scaler.standardize(features_TxF)
+  z_F = model.scaler.standardize(features_F)
   blend_A = ranker.blend_scores(
-      model.blend_C, ranker.table_components(model.kernel, z_TxF[task], value_A), pool_A)
+      model.blend_C, ranker.table_components(model.kernel, z_F, value_A), pool_A)
   use_blend = model.blend_C[0] < 1  # else V ranks alone, and its ascent picks
   score_A = jnp.where(use_blend, blend_A, value_A)
   _, _, rows, valid = infer.infer_arrays(  # as `tarch.infer` with a pool: no support term
       static.space, static.infer, dyn["infer"], model, features_F, k_infer, enc_AxE, pool_A)
   rank_pick = baselines.best_in_pool(score_A, pool_A)
   ascent_pick = jnp.where(valid[0], rows[0], rank_pick).astype(jnp.int32)
+  return Fold(model=model, report=report, mask_T=mask_T, pool_A=pool_A, value_A=value_A,
+              score_A=score_A, tarch_pick=jnp.where(use_blend, rank_pick, ascent_pick))
+
+
+def simulate(static: Static, dyn: dict, data: Data, task: jax.Array) -> Result:
+  """One leave-one-task-out fold with `task` (and its group) held out (pure; jit, vmap and
+  shard it)."""
+  f = fold(static, dyn, data, task)
+  model, mask_T, pool_A = f.model, f.mask_T, f.pool_A
+  z_TxF = model.scaler.standardize(data.train.features_TxF)
   kernel, _, _ = task_kernel.choose_bandwidth(model.kernel, dyn["train"]["top_quantile"])
 
   picks = {
-      "tarch": jnp.where(use_blend, rank_pick, ascent_pick),
-      "tarch_rank": rank_pick,
+      "tarch": f.tarch_pick,
+      "tarch_rank": baselines.best_in_pool(f.score_A, pool_A),
       "best_on_average": baselines.best_on_average(data.table, mask_T, pool_A),
       "knn": baselines.knn(data.table, z_TxF, mask_T, task, pool_A),
       "task_kernel": baselines.best_in_pool(kernel.scores(z_TxF[task]), pool_A),
@@ -167,9 +194,9 @@ def simulate(static: Static, dyn: dict, data: Data, task: jax.Array) -> Result:
   is_tarch = jnp.array([m.startswith("tarch") for m in METHODS])
   return Result(
       pick_K=pick_K, regret_K=regret_K, percentile_K=percentile_K,
-      predicted_K=jnp.where(is_tarch, score_A[pick_K], jnp.nan), blend_C=model.blend_C,
-      bandwidth=kernel.bandwidth, train_steps=report.steps,
-      best_val_loss=jnp.nanmin(report.best_val_loss_N),  # non-increasing
+      predicted_K=jnp.where(is_tarch, f.score_A[pick_K], jnp.nan), blend_C=model.blend_C,
+      bandwidth=kernel.bandwidth, train_steps=f.report.steps,
+      best_val_loss=jnp.nanmin(f.report.best_val_loss_N),  # non-increasing
       task_effect_scale=jnp.asarray(model.task_effect_scale, jnp.float32),
       interaction_scale=jnp.asarray(model.interaction_scale, jnp.float32))
 

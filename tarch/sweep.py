@@ -101,6 +101,32 @@ def sim_key(task_name: str, seed: int, train: TrainConfig, infer_config: InferCo
       k: float(v) for k, v in values.items() if k != "seed"}}, sort_keys=True)
 
 
+@dataclasses.dataclass(frozen=True)
+class Program:
+  """What each simulation of a sweep computes: a batched, jit-compiled simulation function and
+  how a sweep point's configs become its (static, dynamic) arguments."""
+
+  name: str  # part of the store's fingerprint: programs never reuse each other's results
+  split: Callable[[TrainConfig, InferConfig], tuple]  # a point's (static, dyn)
+  batch: Callable  # (static, dyn with a leading axis, data, task_N) -> result with one too
+  result_type: type  # the result's flax.struct class
+
+
+def jit_batch(batch: Callable) -> Callable:
+  """A batched simulation function compiled with its static part (first argument) static."""
+  return jax.jit(batch, static_argnums=0)
+
+
+_BATCH = jit_batch(simulate.simulate_batch)
+
+
+def loto_program(ds: runs_lib.MetaDataset, static: simulate.Static) -> Program:
+  """The leave-one-task-out fold of `tarch.simulate` (LOTO and `experiments.sweep`)."""
+  return Program(name="loto", split=lambda tc, ic: simulate.split(ds.space, static.value_net,
+                                                                  tc, ic),
+                 batch=_BATCH, result_type=simulate.Result)
+
+
 @dataclasses.dataclass
 class Outcome:
   """One finished simulation."""
@@ -108,7 +134,7 @@ class Outcome:
   config: dict[str, float]  # the swept values
   seed: int
   task: int
-  result: simulate.Result  # host arrays
+  result: simulate.Result  # host arrays (the program's result type)
 
 
 def _load_store(store: str, fp: str) -> dict[str, dict]:
@@ -131,34 +157,33 @@ def _load_store(store: str, fp: str) -> dict[str, dict]:
   return done
 
 
-def _to_json(result_np: simulate.Result, i: int) -> dict:
-  """Simulation `i` of a host `Result`, strict-JSON-ready: non-finite floats as the strings
+def _to_json(result_np, i: int) -> dict:
+  """Simulation `i` of a host result, strict-JSON-ready: non-finite floats as the strings
   "inf", "-inf" and "nan" (which `_from_json` reads back)."""
   def plain(x):
+    if isinstance(x, list):
+      return [plain(v) for v in x]
     if isinstance(x, float) and not np.isfinite(x):
       return str(x)
     return x
 
-  out = {}
-  for field in dataclasses.fields(result_np):
-    value = np.asarray(getattr(result_np, field.name))[i]
-    value = value.tolist() if value.ndim else value.item()
-    out[field.name] = [plain(x) for x in value] if isinstance(value, list) else plain(value)
-  return out
+  return {field.name: plain(np.asarray(getattr(result_np, field.name))[i].tolist())
+          for field in dataclasses.fields(result_np)}
 
 
-def _from_json(fields: dict) -> simulate.Result:
-  def arr(v):
+def _from_json(fields: dict, result_type=simulate.Result):
+  def number(v):
     if isinstance(v, list):
-      return np.asarray([float(x) if isinstance(x, str) else x for x in v])
-    return np.asarray(float(v) if isinstance(v, str) else v)
-  return simulate.Result(**{k: arr(v) for k, v in fields.items()})
+      return [number(x) for x in v]
+    return float(v) if isinstance(v, str) else v
+  return result_type(**{k: np.asarray(number(v)) for k, v in fields.items()})
 
 
 def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
         infer_config: InferConfig, spec: Spec, store: str, chunk_size: int = 32,
         mesh: Mesh | None = None, progress: Callable[[str], None] | None = print,
-        process_index: int = 0, process_count: int = 1, groups=None) -> list[Outcome]:
+        process_index: int = 0, process_count: int = 1, groups=None,
+        program: Program | None = None) -> list[Outcome]:
   """Runs (or resumes) every simulation of `spec`; returns them in `spec.simulations()` order.
 
   Args:
@@ -176,17 +201,20 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
       i % process_count == process_index (and returns only what is in the store).
     groups: optional group of each task (`simulate.Data.build`): a held-out task's whole group
       is left out of training. Default: leave-one-task-out.
+    program: what each simulation computes (default `loto_program`; `static` must be what its
+      `split` gives every point).
   """
+  program = loto_program(ds, static) if program is None else program
   sims = spec.simulations()
   configs = [point_configs(train, infer_config, c, s) for c, s, _ in sims]  # validated
   keys = [sim_key(ds.task_names[t], s, tc, ic) for (c, s, t), (tc, ic) in zip(sims, configs)]
   for tc, ic in configs:  # every point must share the static part (one compiled program)
-    if simulate.split(ds.space, static.value_net, tc, ic)[0] != static:
+    if program.split(tc, ic)[0] != static:
       raise ValueError("sweep points differ in static settings")
   mesh = mesh_lib.data_mesh(jax.local_devices()) if mesh is None else mesh
   os.makedirs(store, exist_ok=True)
   group_T = np.arange(ds.num_tasks) if groups is None else np.asarray(groups)
-  fp = fingerprint.fingerprint(None, repr(static), *_data_parts(ds), group_T)
+  fp = fingerprint.fingerprint(None, program.name, repr(static), *_data_parts(ds), group_T)
   done = _load_store(store, fp)
   pending = [i for i, k in enumerate(keys) if k not in done]
   chunks = _chunks(len(pending), chunk_size)
@@ -201,11 +229,11 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
   for chunk in mine:
     index = [pending[i] for i in chunk]
     index += [index[-1]] * (size - len(index))  # padding: repeats, dropped below
-    dyn = [simulate.split(ds.space, static.value_net, *configs[i])[1] for i in index]
+    dyn = [program.split(*configs[i])[1] for i in index]
     dyn = jax.tree.map(lambda *x: jnp.stack(x), *dyn)
     task_N = jnp.asarray([sims[i][2] for i in index], jnp.int32)
-    result = _BATCH(static, mesh_lib.shard_batch(dyn, mesh), data,
-                    mesh_lib.shard_batch(task_N, mesh))
+    result = program.batch(static, mesh_lib.shard_batch(dyn, mesh), data,
+                           mesh_lib.shard_batch(task_N, mesh))
     result = jax.device_get(result)
     real = len(chunk)
     records = [{"key": keys[index[j]], "result": _to_json(result, j)} for j in range(real)]
@@ -221,11 +249,8 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
       todo = sum(len(c) for c in mine) - finished
       progress(f"[{len(keys) - len(pending) + finished}/{len(keys)}] simulations done, "
                f"{rate:.2f} simulations/s, ETA {todo / rate:.0f}s")
-  return [Outcome(config=c, seed=s, task=t, result=_from_json(done[k]))
+  return [Outcome(config=c, seed=s, task=t, result=_from_json(done[k], program.result_type))
           for (c, s, t), k in zip(sims, keys) if k in done]
-
-
-_BATCH = jax.jit(simulate.simulate_batch, static_argnums=0)
 
 
 def _data_parts(ds: runs_lib.MetaDataset) -> list:

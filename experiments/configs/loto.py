@@ -26,7 +26,7 @@ from tarch.value_net import ValueNetConfig
 _DERIVED = {"encoding_dim", "numeric_dims", "seed"}
 
 
-def _group(dataclass_type, **overrides) -> ml_collections.ConfigDict:
+def group(dataclass_type, **overrides) -> ml_collections.ConfigDict:
   fields = {f.name: f.default for f in dataclasses.fields(dataclass_type)
             if f.name not in _DERIVED}
   unknown = set(overrides) - set(fields)
@@ -44,7 +44,9 @@ def library_configs(config: ml_collections.ConfigDict
   train = config.train.to_dict()
   for name in ("task_effect_scales", "interaction_scales"):
     train[name] = tuple(train[name])
-  return (net, TrainConfig(**train, seed=config.seed), InferConfig(**config.infer.to_dict()))
+  # A few-shot config has `seeds` (each simulation's seed replaces this one) instead of `seed`.
+  seed = config.seed if "seed" in config else 0
+  return (net, TrainConfig(**train, seed=seed), InferConfig(**config.infer.to_dict()))
 
 
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
@@ -54,14 +56,14 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   # Folds per compiled, vmapped call (balanced chunks; a multiple of the device count). Each
   # finished chunk is stored, so a killed run loses at most one chunk.
   config.chunk_size = 16
-  config.value_net = _group(ValueNetConfig)
-  config.train = _group(TrainConfig)
-  config.infer = _group(InferConfig)
+  config.value_net = group(ValueNetConfig)
+  config.train = group(TrainConfig)
+  config.infer = group(InferConfig)
   if variant == "tiny":
-    config.value_net = _group(ValueNetConfig, interaction_hidden=(16,), task_hidden=(8,))
-    config.train = _group(TrainConfig, ensemble_size=2, num_steps=40, eval_every=20,
+    config.value_net = group(ValueNetConfig, interaction_hidden=(16,), task_hidden=(8,))
+    config.train = group(TrainConfig, ensemble_size=2, num_steps=40, eval_every=20,
                           batch_size=32, eval_size=64)
-    config.infer = _group(InferConfig, num_restarts=8, num_steps=20)
+    config.infer = group(InferConfig, num_restarts=8, num_steps=20)
   elif variant:
     raise ValueError(f"unknown config variant {variant!r}; valid: '' (default), 'tiny'")
   return config
