@@ -1,0 +1,297 @@
+"""`tarch.refine`: the next architectures to train on a new task, given the first results on it.
+
+Zero-shot, tarch ranks candidates by a blend (`tarch.ranker`) of V and the training tasks'
+results: a narrow and a wide task kernel and best_on_average, each a weighted mean of the
+training tasks' percentiles. So the zero-shot score is a weighted sum over *hypotheses* about
+how the new task ranks architectures, h in {V} and {each training task}:
+
+    s_0(a) = sum_h pi_h z_h(a) + r(a),
+
+z_h the hypothesis's scores standardised over the candidates, pi_h >= 0 the weights the blend
+implies (`prior`), and r what the decomposition leaves (0 where every weighted task evaluated
+every candidate). Observed (architecture, score) pairs on the new task are evidence about which
+hypothesis ranks it. Under h, of two observed architectures the first scores higher with
+probability sigmoid(kappa (z_h(a_i) - z_h(a_j))), so the likelihood L_h of the observed order is
+a product over pairs; kappa, how sharply hypotheses rank, is averaged over a grid
+(`RefineConfig.concentrations`) with a uniform prior. The posterior weights w_h ~ pi'_h L_h
+replace the prior ones:
+
+    s_K(a) = sum_h w_h z_h(a) + (s_0(a) - sum_h pi'_h z_h(a)),
+
+so with no observations (or only ties) the ranking is exactly the zero-shot one, and as evidence
+accumulates it moves toward the training tasks (and V) that rank the new task's observations
+right. pi' mixes a share `prior_floor` of uniform weight over V and the training tasks into the
+blend's weights, so that a hypothesis the blend gave no weight can still win on evidence. Only
+the order of the observed scores is used: any increasing transformation of the scores gives the
+same suggestions. The suggestions are the unobserved candidates with the highest
+s_K + exploration * spread, the spread being the posterior standard deviation of z_h(a) over
+hypotheses (in the same units).
+
+Everything is a pure function of device arrays; the observations are padded to a fixed length
+with a mask, so calls with any number of them share one compiled program.
+
+Shape letters: H hypotheses (V, then every task of the table), X scored points (candidates and
+observed architectures), T tasks, K observations (padded), G concentrations.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from typing import Any, ClassVar
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from tarch import hparams, infer, ranker, tables
+from tarch.meta_train import ValueModel
+from tarch.space import Space
+
+
+@dataclasses.dataclass(frozen=True)
+class RefineConfig:
+  """Settings of the refinement; the fields of `DYNAMIC` are traced arrays when compiled."""
+
+  DYNAMIC: ClassVar[tuple[str, ...]] = ("prior_floor", "exploration")
+
+  concentrations: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # kappa grid,
+  # averaged with equal prior weight (0: the observations say nothing)
+  prior_floor: float = 0.1  # share of the prior spread uniformly over V and the training tasks
+  exploration: float = 0.0  # weight of the posterior spread in the suggestions' score
+
+  def __post_init__(self):
+    checks = {
+        "at least one concentration, all >= 0 and finite": bool(self.concentrations) and all(
+            0 <= c < float("inf") for c in self.concentrations),
+        "0 <= prior_floor <= 1": 0 <= self.prior_floor <= 1,
+        "exploration >= 0": self.exploration >= 0,
+    }
+    failed = [name for name, ok in checks.items() if not ok]
+    if failed:
+      raise ValueError(f"invalid RefineConfig: need {', '.join(failed)}; got {self}")
+
+
+class Prior(flax.struct.PyTreeNode):
+  """The hypotheses' scores of every point and their prior weights (what observations update)."""
+
+  z_HxX: jax.Array  # float32 each hypothesis's scores, standardised over the candidates
+  prior_H: jax.Array  # float32 pi' (summing to the blend's total weight); 0: not a hypothesis
+  offset_X: jax.Array  # float32 s_0 - sum_h pi'_h z_h: keeps the zero-shot ranking exact
+
+
+def prior(model: ValueModel, z_F: jax.Array, value_X: jax.Array, rows_X: jax.Array,
+          member_X: jax.Array, prior_floor) -> Prior:
+  """The hypotheses for a task with standardised meta-features `z_F`.
+
+  Args:
+    model: a model with the training tasks' table attached (`model.kernel`).
+    z_F: the task's meta-features, standardised by `model.scaler`.
+    value_X: V's score of every point (`tarch.value_net.lower_bound`).
+    rows_X: each point's row in the table (`tarch.tables.table_rows`).
+    member_X: the candidates, over which scores are standardised (observed points need not
+      be among them).
+    prior_floor: `RefineConfig.prior_floor`.
+  """
+  kernel = model.kernel
+  table = kernel.table
+  pct_TxX = table.pct_TxA[:, rows_X]
+  z_TxX = jax.vmap(ranker.standardize, in_axes=(0, None))(pct_TxX, member_X)
+  z_HxX = jnp.concatenate([ranker.standardize(value_X, member_X)[None], z_TxX])
+  comp_CxX = ranker.table_components(kernel, z_F, jnp.zeros(table.enc_AxE.shape[0]))[:, rows_X]
+  comp_CxX = comp_CxX.at[0].set(value_X)
+  blend_C = model.blend_C
+  s0_X = ranker.blend_scores(blend_C, comp_CxX, member_X)
+
+  std = jax.vmap(lambda x: _std(x, member_X))
+  sd_C, sd_T = std(comp_CxX), std(pct_TxX)
+  # Each table component is a weighted mean of the tasks' percentiles, so after standardising
+  # it weighs task t by w_ct / sum(w_c) * sd_t / sd_c in units of z_t.
+  weights_CxT = jnp.stack([kernel.weights(z_F, bandwidth=jnp.float32(b))
+                           for b in ranker.KERNEL_BANDWIDTHS] + [kernel.train_T.astype(jnp.float32)])
+  share_CxT = weights_CxT / jnp.maximum(weights_CxT.sum(1, keepdims=True), 1e-30)
+  per_c = jnp.where(sd_C[1:] > 0, blend_C[1:] / jnp.where(sd_C[1:] > 0, sd_C[1:], 1.0), 0.0)
+  prior_T = (per_c[:, None] * share_CxT).sum(0) * sd_T
+  prior_H = jnp.concatenate([jnp.where(sd_C[0] > 0, blend_C[0], 0.0)[None], prior_T])
+  valid_H = jnp.concatenate([jnp.ones(1, bool), kernel.train_T])
+  total = prior_H.sum()
+  total = jnp.where(total > 0, total, 1.0)
+  uniform_H = valid_H / valid_H.sum()
+  prior_H = total * ((1 - prior_floor) * prior_H / total + prior_floor * uniform_H)
+  prior_H = jnp.where(valid_H, prior_H, 0.0)
+  return Prior(z_HxX=z_HxX, prior_H=prior_H, offset_X=s0_X - prior_H @ z_HxX)
+
+
+def _std(x_X, member_X):
+  n = jnp.maximum(member_X.sum(), 1)
+  mean = jnp.sum(jnp.where(member_X, x_X, 0.0)) / n
+  return jnp.sqrt(jnp.sum(jnp.where(member_X, (x_X - mean) ** 2, 0.0)) / n)
+
+
+def log_likelihoods(z_HxK: jax.Array, y_K: jax.Array, mask_K: jax.Array,
+                    concentrations) -> jax.Array:
+  """`[G, H]`: log-probability of the observed order of `y_K` (masked pairs, ties skipped)
+  under each hypothesis's scores of the observed points, at each concentration."""
+  above_KxK = mask_K[:, None] & mask_K[None] & (y_K[:, None] > y_K[None])
+  d_HxKxK = z_HxK[:, :, None] - z_HxK[:, None, :]
+  kappa_G = jnp.asarray(concentrations, jnp.float32)
+  log_p = jax.nn.log_sigmoid(kappa_G[:, None, None, None] * d_HxKxK[None])
+  return jnp.sum(jnp.where(above_KxK, log_p, 0.0), axis=(2, 3))
+
+
+def posterior_weights(p: Prior, obs_K: jax.Array, y_K: jax.Array, mask_K: jax.Array,
+                      concentrations) -> jax.Array:
+  """w_H: the prior weights times each hypothesis's likelihood of the observations (points
+  `obs_K` of `p` with scores `y_K`, where `mask_K`), kappa averaged, rescaled to the prior's
+  total."""
+  loglik_GxH = log_likelihoods(p.z_HxX[:, obs_K], y_K, mask_K, concentrations)
+  log_evidence_H = jax.nn.logsumexp(loglik_GxH, axis=0)  # the mean over G, up to a constant
+  log_w_H = jnp.where(p.prior_H > 0, jnp.log(jnp.where(p.prior_H > 0, p.prior_H, 1.0))
+                      + log_evidence_H, -jnp.inf)
+  return p.prior_H.sum() * jax.nn.softmax(log_w_H)
+
+
+def posterior_scores(p: Prior, w_H: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(mean `[X]`, spread `[X]`) of the refined score under posterior weights `w_H`."""
+  mean_X = w_H @ p.z_HxX + p.offset_X
+  share_H = w_H / jnp.maximum(w_H.sum(), 1e-30)
+  centre_X = share_H @ p.z_HxX
+  spread_X = jnp.sqrt(jnp.maximum(share_H @ (p.z_HxX - centre_X) ** 2, 0.0))
+  return mean_X, spread_X
+
+
+def acquisition(p: Prior, obs_K, y_K, mask_K, concentrations, exploration):
+  """(what suggestions are ranked by `[X]`, posterior mean `[X]`, spread `[X]`, weights `[H]`)."""
+  w_H = posterior_weights(p, obs_K, y_K, mask_K, concentrations)
+  mean_X, spread_X = posterior_scores(p, w_H)
+  return mean_X + exploration * spread_X, mean_X, spread_X, w_H
+
+
+@dataclasses.dataclass(frozen=True)
+class Refinement:
+  """The result of `refine`: the next architectures to train, best first."""
+
+  architectures: list[dict[str, Any]]
+  encodings: np.ndarray  # float32 [q, E]
+  predicted: np.ndarray  # float32 [q] refined score (units of standard deviations over the
+  # candidates, as the zero-shot blend's)
+  uncertainty: np.ndarray  # float32 [q] posterior spread of the hypotheses' scores
+  pool_indices: np.ndarray | None  # int [q] rows of the pool, when one was given
+  task_weights: np.ndarray  # float32 [T] posterior share of each table task (0: not training)
+  value_net_weight: float  # posterior share of V
+
+
+@functools.partial(jax.jit, static_argnames=("concentrations", "q"))
+def _refine(model: ValueModel, features_F, cand_CxE, rows_C, obs_KxE, rows_K, y_K, mask_K,
+            dyn, concentrations, q):
+  z_F = model.scaler.standardize(features_F)
+  enc_XxE = jnp.concatenate([cand_CxE, obs_KxE])
+  rows_X = jnp.concatenate([rows_C, rows_K])
+  c = cand_CxE.shape[0]
+  member_X = jnp.arange(enc_XxE.shape[0]) < c
+  value_X = model.predict(features_F, enc_XxE)
+  p = prior(model, z_F, value_X, rows_X, member_X, dyn["prior_floor"])
+  score_X, mean_X, spread_X, w_H = acquisition(p, c + jnp.arange(obs_KxE.shape[0]), y_K, mask_K,
+                                               concentrations, dyn["exploration"])
+  # Candidates equal to an observed architecture are not suggested again.
+  seen_C = jnp.any(mask_K[None] & jnp.all(cand_CxE[:, None] == obs_KxE[None], -1), 1)
+  score_C = jnp.where(seen_C, -jnp.inf, score_X[:c])
+  top_score, top = jax.lax.top_k(score_C, min(q, c))
+  share_H = w_H / jnp.maximum(w_H.sum(), 1e-30)
+  return top, jnp.isfinite(top_score), mean_X[top], spread_X[top], share_H
+
+
+def _padded_length(k: int) -> int:
+  """Observation slots compiled for k observations: a power of two (at least 8), so that calls
+  with a growing number of observations compile a handful of programs, not one each."""
+  return max(8, 1 << max(k - 1, 0).bit_length())
+
+
+def refine(model: ValueModel, space: Space, features_F, observed, scores, q: int = 1,
+           pool_PxE=None, config: RefineConfig = RefineConfig()) -> Refinement:
+  """The next `q` architectures to train on a task, given the results of those trained so far.
+
+  Args:
+    model: a model fitted with the training tasks' table attached (`tarch.meta_train.fit`
+      with `TrainConfig.blend`, the default, or `restore` of one).
+    space: the search space the model was trained on.
+    features_F: the task's raw meta-features.
+    observed: the architectures trained on the task so far: dictionaries (`space.encode`) or
+      encodings `[K, E]`; may be empty.
+    scores: their validation scores `[K]`, higher is better (only their order is used).
+    q: how many suggestions (a batch to train at once), distinct and not among `observed`.
+    pool_PxE: optional encodings of the allowed architectures (default: every architecture a
+      training task evaluated).
+    config: refinement settings.
+
+  Returns:
+    A `Refinement` with up to `q` architectures, best first.
+  """
+  if model.kernel is None or model.blend_C is None:
+    raise ValueError("refine needs the training tasks' table attached to the model: fit it with "
+                     "TrainConfig.blend=True (the default), or restore one saved after such a fit")
+  if not isinstance(q, (int, np.integer)) or isinstance(q, bool) or q < 1:
+    raise ValueError(f"q must be a positive integer, got {q!r}")
+  features_F = infer.checked_features(model, features_F)
+  if (model.config.encoding_dim, model.config.numeric_dims) != (space.dim, space.numeric_dims):
+    raise ValueError(f"the model was trained on an encoding of width {model.config.encoding_dim},"
+                     f" but space {space.name!r} has width {space.dim}")
+  obs_KxE = _observed_encodings(space, observed)
+  y_K = np.asarray(scores, np.float64)
+  if y_K.ndim != 1 or y_K.shape[0] != obs_KxE.shape[0]:
+    raise ValueError(f"scores must be a vector of one score per observed architecture "
+                     f"({obs_KxE.shape[0]}), got shape {y_K.shape}")
+  if not np.all(np.isfinite(y_K)):
+    bad = int(np.argmax(~np.isfinite(y_K)))
+    raise ValueError(f"score {bad} is {float(y_K[bad])}: scores must be finite")
+  table = model.kernel.table
+  if pool_PxE is None:
+    seen_A = np.asarray((table.evaluated_TxA & model.kernel.train_T[:, None]).any(0))
+    cand_CxE = np.asarray(table.enc_AxE)[seen_A]
+  else:
+    cand_CxE = np.asarray(pool_PxE, np.float32)
+    if cand_CxE.ndim != 2 or cand_CxE.shape[1] != space.dim or cand_CxE.shape[0] == 0:
+      raise ValueError(f"pool must have shape [N>0, {space.dim}], got {cand_CxE.shape}")
+    if not np.all(np.isfinite(cand_CxE)):
+      raise ValueError("pool encodings must be finite")
+  k = obs_KxE.shape[0]
+  n = _padded_length(k)
+  # Ranks, not scores, enter the compiled function: float32 could round distinct scores equal.
+  # Equal scores get equal ranks, so ties stay ties.
+  rank_K = np.searchsorted(np.sort(y_K), y_K).astype(np.float32)
+  pad = lambda x: np.concatenate([x, np.zeros((n - k,) + x.shape[1:], x.dtype)])
+  rows_C = tables.table_rows(table.enc_AxE, cand_CxE)
+  rows_K = tables.table_rows(table.enc_AxE, obs_KxE) if k else np.zeros(0, np.int64)
+  _, dyn = _split(config)
+  top, valid, mean, spread, share_H = jax.device_get(_refine(
+      model, jnp.asarray(features_F, jnp.float32), jnp.asarray(cand_CxE),
+      jnp.asarray(rows_C, jnp.int32), jnp.asarray(pad(obs_KxE)),
+      jnp.asarray(pad(rows_K), jnp.int32), jnp.asarray(pad(rank_K)),
+      jnp.asarray(np.arange(n) < k), dyn, tuple(float(c) for c in config.concentrations), int(q)))
+  top, mean, spread = top[valid], mean[valid], spread[valid]
+  enc = cand_CxE[top]
+  return Refinement(architectures=space.decode_many(enc), encodings=enc, predicted=mean,
+                    uncertainty=spread, pool_indices=top if pool_PxE is not None else None,
+                    task_weights=share_H[1:], value_net_weight=float(share_H[0]))
+
+
+@functools.lru_cache(maxsize=16)
+def _split(config: RefineConfig):
+  return hparams.split(config)
+
+
+def _observed_encodings(space: Space, observed) -> np.ndarray:
+  """`observed` (dicts or encodings) as float32 `[K, E]`."""
+  if isinstance(observed, np.ndarray) or (observed is not None and len(observed) and
+                                          not isinstance(observed[0], dict)):
+    enc = np.asarray(observed, np.float32)
+    if enc.ndim != 2 or enc.shape[1] != space.dim:
+      raise ValueError(f"observed encodings must have shape [K, {space.dim}], got {enc.shape}")
+    if not np.all(np.isfinite(enc)):
+      raise ValueError("observed encodings must be finite")
+    return enc
+  observed = list(observed or [])
+  if not observed:
+    return np.zeros((0, space.dim), np.float32)
+  return np.stack([np.asarray(space.encode(a), np.float32) for a in observed])

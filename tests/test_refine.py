@@ -1,0 +1,123 @@
+"""tarch.refine: the next suggestions given observed results on the new task."""
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from tarch import meta_train, refine, tables
+from tarch import value_net as vn
+
+HELD_OUT = 5
+
+
+@pytest.fixture(scope="module")
+def model(synthetic_ds):
+  net = vn.ValueNetConfig(interaction_hidden=(16,), task_hidden=(8,))
+  train = meta_train.TrainConfig(ensemble_size=2, num_steps=100, eval_every=50, batch_size=64,
+                                 eval_size=256)
+  return meta_train.fit(synthetic_ds, net, train, train_tasks=range(HELD_OUT))[0]
+
+
+def _candidates(model):
+  table = model.kernel.table
+  seen = np.asarray((table.evaluated_TxA & model.kernel.train_T[:, None]).any(0))
+  return np.asarray(table.enc_AxE)[seen]
+
+
+def test_without_observations_the_ranking_is_the_zero_shot_one(model, synthetic_ds):
+  features = synthetic_ds.features_TxF[HELD_OUT]
+  cand = _candidates(model)
+  zero_shot = np.argsort(-np.asarray(model.score(features, cand)), kind="stable")[:5]
+  out = refine.refine(model, synthetic_ds.space, features, [], [], q=5)
+  np.testing.assert_array_equal(out.encodings, cand[zero_shot])
+  assert out.uncertainty.shape == (5,) and np.all(out.uncertainty >= 0)
+  # Ties only carry no evidence either.
+  tied = refine.refine(model, synthetic_ds.space, features, cand[-3:], [0.5, 0.5, 0.5], q=5)
+  np.testing.assert_array_equal(tied.encodings, cand[[i for i in np.argsort(
+      -np.asarray(model.score(features, cand)), kind="stable") if i < len(cand) - 3][:5]])
+
+
+def test_padding_and_monotone_transformations_change_nothing(model, synthetic_ds):
+  features = jnp.asarray(synthetic_ds.features_TxF[HELD_OUT], jnp.float32)
+  cand = jnp.asarray(_candidates(model))
+  table = model.kernel.table
+  rows_C = jnp.asarray(tables.table_rows(table.enc_AxE, cand), jnp.int32)
+  obs = cand[jnp.asarray([3, 17, 29, 40])]
+  y = jnp.asarray([0.2, 0.9, 0.4, 0.1])
+  _, dyn = refine.hparams.split(refine.RefineConfig())
+
+  def call(width, scores):
+    pad = width - obs.shape[0]
+    return refine._refine(
+        model, features, cand, rows_C, jnp.concatenate([obs, jnp.zeros((pad, obs.shape[1]))]),
+        jnp.concatenate([rows_C[jnp.asarray([3, 17, 29, 40])], jnp.zeros(pad, jnp.int32)]),
+        jnp.concatenate([scores, jnp.full(pad, 7.0)]), jnp.arange(width) < obs.shape[0], dyn,
+        refine.RefineConfig().concentrations, 4)
+
+  a, b = call(8, y), call(16, y)
+  for x, z in zip(a, b):
+    np.testing.assert_allclose(np.asarray(x), np.asarray(z), rtol=1e-6, atol=1e-7)
+  space = synthetic_ds.space
+  plain = refine.refine(model, space, features, obs, np.asarray(y), q=4)
+  moved = refine.refine(model, space, features, obs, np.exp(40 * np.asarray(y)) - 3, q=4)
+  np.testing.assert_array_equal(plain.encodings, moved.encodings)
+  np.testing.assert_allclose(plain.task_weights, moved.task_weights, rtol=1e-6)
+
+
+def test_observations_that_contradict_the_prior_move_the_suggestions(model, synthetic_ds):
+  """Observations ranked as one training task ranks them move the posterior onto that task,
+  and the suggestions with it; observed architectures are never suggested again."""
+  space, features = synthetic_ds.space, synthetic_ds.features_TxF[HELD_OUT]
+  cand = _candidates(model)
+  table = model.kernel.table
+  rows = tables.table_rows(table.enc_AxE, cand)
+  prior = refine.refine(model, space, features, [], [], q=3)
+  # The training task whose ranking of the candidates agrees least with the zero-shot one.
+  zero_shot = np.asarray(model.score(features, cand))
+  pct = np.asarray(table.pct_TxA)[:HELD_OUT][:, rows]
+  agreement = [np.corrcoef(zero_shot, p)[0, 1] for p in pct]
+  target = int(np.argmin(agreement))
+  rng = np.random.default_rng(0)
+  seen = rng.choice(len(cand), 12, replace=False)
+  out = refine.refine(model, space, features, cand[seen], pct[target, seen], q=3)
+  assert int(np.argmax(out.task_weights)) == target
+  assert out.task_weights[target] > 0.5 > prior.task_weights[target]
+  assert np.all(out.task_weights[HELD_OUT:] == 0)  # the held-out task is no hypothesis
+  keys = lambda enc: {e.tobytes() for e in enc}
+  assert not keys(out.encodings) & keys(cand[seen])
+  assert len(keys(out.encodings)) == 3
+  assert keys(out.encodings) != keys(prior.encodings)
+  # The suggestions are among the target task's best candidates that were not observed.
+  open_ = np.setdiff1d(np.arange(len(cand)), seen)
+  best_open = open_[np.argsort(-pct[target, open_])[:len(open_) // 4]]
+  assert keys(out.encodings) <= keys(cand[best_open])
+
+
+def test_refine_errors_name_the_problem(model, synthetic_ds):
+  space, features = synthetic_ds.space, synthetic_ds.features_TxF[HELD_OUT]
+  cand = _candidates(model)
+  with pytest.raises(ValueError, match="one score per observed"):
+    refine.refine(model, space, features, cand[:3], [1.0, 2.0])
+  with pytest.raises(ValueError, match="score 1 is nan"):
+    refine.refine(model, space, features, cand[:2], [1.0, float("nan")])
+  with pytest.raises(ValueError, match="q must be a positive integer"):
+    refine.refine(model, space, features, cand[:2], [1.0, 2.0], q=0)
+  with pytest.raises(ValueError, match="observed encodings must have shape"):
+    refine.refine(model, space, features, cand[:2, :3], [1.0, 2.0])
+  with pytest.raises(ValueError, match="meta-features"):
+    refine.refine(model, space, features[:-1], [], [])
+  with pytest.raises(ValueError, match="training tasks' table"):
+    refine.refine(model.replace(kernel=None), space, features, [], [])
+  with pytest.raises(ValueError, match="prior_floor"):
+    refine.RefineConfig(prior_floor=1.5)
+
+
+def test_suggestions_from_a_pool_and_from_dictionaries(model, synthetic_ds):
+  space, features = synthetic_ds.space, synthetic_ds.features_TxF[HELD_OUT]
+  pool = _candidates(model)[:20]
+  observed = space.decode_many(pool[:2])
+  out = refine.refine(model, space, features, observed, [0.3, 0.8], q=25, pool_PxE=pool)
+  assert len(out.architectures) == 18  # the pool less the two observed
+  assert sorted(out.pool_indices.tolist()) == list(range(2, 20))
+  assert np.all(np.diff(out.predicted) <= 1e-6)
+  assert out.architectures == space.decode_many(pool[out.pool_indices])
