@@ -15,7 +15,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from tarch import adapters, metrics, simulate
+from tarch import adapters, fewshot, metrics, simulate
 from tarch import runs as runs_lib
 
 RANDOM_KS = (1, 10, 50)
@@ -114,3 +114,35 @@ def fold_rows(ds: runs_lib.MetaDataset, task: int, result: simulate.Result,
       row.update(random_rows[method])
     out.append(row)
   return out
+
+
+FEWSHOT_METHODS = fewshot.METHODS + ("random",)
+FEWSHOT_COLUMNS = ["seed", "task", "method", "budget", "architecture", "test_score",
+                   "normalized_regret"]
+
+
+def fewshot_rows(ds: runs_lib.MetaDataset, outcomes, budget: int) -> pd.DataFrame:
+  """One row per few-shot simulation (`tarch.sweep.Outcome` of a `tarch.fewshot.Result`) x
+  method x budget b = 1 ... `budget`: the architecture kept after b trainings (best by
+  validation score), its test score and normalised regret. `random` is the exact expectation
+  of random search with b trainings (b capped at the pool size), once per task and seed."""
+  rows, random_cache = [], {}
+  for o in outcomes:
+    pool = ds.task_rows(o.task)
+    test_of = dict(zip(ds.arch_R[pool].tolist(), ds.test_score_R[pool].tolist()))
+    name = ds.task_names[o.task]
+    for k, method in enumerate(fewshot.METHODS):
+      for b in range(budget):
+        arch = int(o.result.kept_KxN[k, b])
+        rows.append(dict(seed=o.seed, task=name, method=method, budget=b + 1,
+                         architecture=ds.arch_keys[arch], test_score=test_of[arch],
+                         normalized_regret=float(o.result.regret_KxN[k, b])))
+    if o.task not in random_cache:
+      score_P, test_P = ds.score_R[pool], ds.test_score_R[pool]
+      random_cache[o.task] = [metrics.random_k_expected(score_P, test_P, min(b, len(pool)))
+                              for b in range(1, budget + 1)]
+    for b, expected in enumerate(random_cache[o.task], start=1):
+      rows.append(dict(seed=o.seed, task=name, method="random", budget=b, architecture="",
+                       test_score=expected["test_score"],
+                       normalized_regret=expected["normalized_regret"]))
+  return pd.DataFrame(rows, columns=FEWSHOT_COLUMNS)

@@ -117,3 +117,46 @@ def plot_sweep(summary: dict, path: str) -> None:
   ax.legend(fontsize=7, ncol=2)
   ax.set_title("Sweep: mean over held-out tasks and seeds (+- SE over tasks)")
   _save(fig, path)
+
+
+FEWSHOT_BUDGETS = (1, 3, 5, 10, 20)  # the budgets of `fewshot_summary.json`
+
+
+def fewshot_summary(results: pd.DataFrame) -> dict:
+  """`fewshot_summary.json` content: for each method, the mean over held-out tasks (each task's
+  seeds averaged first) of the normalised regret after b trainings, for each b of
+  `FEWSHOT_BUDGETS` that the search reached; and the number of tasks."""
+  methods = {}
+  for method in evaluate.FEWSHOT_METHODS:
+    sub = results[results["method"] == method]
+    if not len(sub):
+      continue
+    per_task = sub.groupby(["budget", "task"])["normalized_regret"].mean()
+    by_budget = per_task.groupby("budget").mean()
+    methods[method] = {
+        "regret_at": {str(b): float(by_budget[b]) for b in FEWSHOT_BUDGETS if b in by_budget},
+        "num_tasks": int(sub["task"].nunique())}
+  return {"methods": methods}
+
+
+def fewshot_curves(results: pd.DataFrame) -> pd.DataFrame:
+  """Methods x budgets: mean normalised regret over tasks (seeds averaged first)."""
+  per_task = results.groupby(["method", "budget", "task"])["normalized_regret"].mean()
+  table = per_task.groupby(["method", "budget"]).mean().unstack("budget")
+  return table.reindex([m for m in evaluate.FEWSHOT_METHODS if m in table.index])
+
+
+def plot_fewshot(results: pd.DataFrame, path: str) -> None:
+  """Mean normalised regret against the number of trainings, one curve per method."""
+  plt = _pyplot()
+  curves = fewshot_curves(results)
+  fig, ax = plt.subplots(figsize=(7, 4))
+  for j, (method, row) in enumerate(curves.iterrows()):
+    ax.plot(row.index, row.to_numpy(), marker="o", ms=3, label=method, color=f"C{j}",
+            lw=2.2 if method == "tarch" else 1.2)
+  ax.set_xlabel("trainings on the held-out task (budget)")
+  ax.set_ylabel("normalised regret of the kept architecture")
+  ax.set_yscale("symlog", linthresh=0.1)
+  ax.legend(fontsize=8)
+  ax.set_title(f"Few-shot search over {results.task.nunique()} held-out tasks")
+  _save(fig, path)
