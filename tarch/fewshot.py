@@ -69,7 +69,7 @@ class Result(flax.struct.PyTreeNode):
   kept_KxN: jax.Array  # int32 the best by validation score among the first b + 1 trained
   regret_KxN: jax.Array  # float32 normalised regret of the kept architecture
   blend_C: jax.Array  # float32 tarch's zero-shot blend (`tarch.ranker.COMPONENTS`)
-  value_net_weight_N: jax.Array  # float32 V's posterior share in tarch's refinement at step b
+  value_net_weight_N: jax.Array  # float32 V's updated share in tarch's refinement at step b
   # (before the b-th training; step 0: the prior)
 
 
@@ -118,10 +118,7 @@ def _pairs(y_N, mask_N):
 
 def rank_weights(pct_TxN, y_N, mask_N):
   """max(0, Kendall's tau of each task's percentiles with the observations)^4 `[T]`."""
-  above = _pairs(y_N, mask_N)
-  d_TxNxN = jnp.sign(pct_TxN[:, :, None] - pct_TxN[:, None, :])
-  tau_T = jnp.sum(jnp.where(above, d_TxNxN, 0.0), (1, 2)) / jnp.maximum(above.sum(), 1)
-  return jnp.maximum(tau_T, 0.0) ** 4
+  return jnp.maximum(refine.kendall_tau(pct_TxN, y_N, mask_N), 0.0) ** 4
 
 
 def rgpe_weights(pct_TxN, y_N, mask_N, key, train_T):
@@ -209,11 +206,9 @@ def simulate_fewshot(static: Static, dyn: dict, data: simulate.Data, task: jax.A
   num_archs = enc_AxE.shape[0]
   prior = refine.prior(model, z_F, f.value_A, jnp.arange(num_archs), pool_A,
                        dyn["refine"]["prior_floor"])
-  concentrations = static.refine.concentrations
 
   def tarch_scores(obs_N, y_N, mask_N, b):
-    score_A, _, _, w_H = refine.acquisition(prior, obs_N, y_N, mask_N, concentrations,
-                                            dyn["refine"]["exploration"])
+    score_A, _, _, w_H = refine.acquisition(prior, obs_N, y_N, mask_N, dyn["refine"])
     return score_A, w_H[0] / jnp.maximum(w_H.sum(), 1e-30)
 
   def fixed(score_A):

@@ -10,28 +10,35 @@ how the new task ranks architectures, h in {V} and {each training task}:
 z_h the hypothesis's scores standardised over the candidates, pi_h >= 0 the weights the blend
 implies (`prior`), and r what the decomposition leaves (0 where every weighted task evaluated
 every candidate). Observed (architecture, score) pairs on the new task are evidence about which
-hypothesis ranks it. Under h, of two observed architectures the first scores higher with
-probability sigmoid(kappa (z_h(a_i) - z_h(a_j))), so the likelihood L_h of the observed order is
-a product over pairs; kappa, how sharply hypotheses rank, is averaged over a grid
-(`RefineConfig.concentrations`) with a uniform prior. The posterior weights w_h ~ pi'_h L_h
-replace the prior ones:
+hypotheses rank it: each hypothesis is scored by Kendall's tau between its scores and the
+observed ones (pairs of tied observations skipped), and the evidence weights are
+max(0, tau_h)^p (`RefineConfig.power`), shared out over the hypotheses. With n observations the
+new weights mix the two, the prior counting as n0 observations (`prior_strength`):
+
+    w_h = total(pi') (n0 / (n + n0) pi'_h / total(pi') + n / (n + n0) e_h),   e = evidence share,
+
+and replace the prior ones:
 
     s_K(a) = sum_h w_h z_h(a) + (s_0(a) - sum_h pi'_h z_h(a)),
 
-so with no observations (or only ties) the ranking is exactly the zero-shot one, and as evidence
-accumulates it moves toward the training tasks (and V) that rank the new task's observations
-right. pi' mixes a share `prior_floor` of uniform weight over V and the training tasks into the
-blend's weights, so that a hypothesis the blend gave no weight can still win on evidence. Only
-the order of the observed scores is used: any increasing transformation of the scores gives the
-same suggestions. The suggestions are the unobserved candidates with the highest
-s_K + exploration * spread, the spread being the posterior standard deviation of z_h(a) over
-hypotheses (in the same units).
+so with no observations (or only ties, or no hypothesis with tau > 0) the ranking is exactly
+the zero-shot one, and as evidence accumulates it moves toward the training tasks (and V) that
+rank the new task's observations right. pi' mixes a share `prior_floor` of uniform weight over V
+and the training tasks into the blend's weights, so that a hypothesis the blend gave no weight
+can still win on evidence. A Bayesian posterior under a pairwise-logistic rank likelihood was
+the first design: its product over all n (n - 1) / 2 pairs treats them as independent, piles
+onto one hypothesis within a few observations, and measured worse at 10 and 20 trainings on both
+meta-datasets (BUILD_NOTES.md); no training task is the new task, so a soft mixture of the ones
+that rank it well does better than a confident choice of one. Only the order of the observed
+scores is used: any increasing transformation of the scores gives the same suggestions. The
+suggestions are the unobserved candidates with the highest s_K + exploration * spread, the
+spread being the weighted standard deviation of z_h(a) over hypotheses (in the same units).
 
 Everything is a pure function of device arrays; the observations are padded to a fixed length
 with a mask, so calls with any number of them share one compiled program.
 
 Shape letters: H hypotheses (V, then every task of the table), X scored points (candidates and
-observed architectures), T tasks, K observations (padded), G concentrations.
+observed architectures), T tasks, K observations (padded).
 """
 
 from __future__ import annotations
@@ -54,19 +61,21 @@ from tarch.space import Space
 class RefineConfig:
   """Settings of the refinement; the fields of `DYNAMIC` are traced arrays when compiled."""
 
-  DYNAMIC: ClassVar[tuple[str, ...]] = ("prior_floor", "exploration")
+  DYNAMIC: ClassVar[tuple[str, ...]] = ("power", "prior_strength", "prior_floor",
+                                         "exploration")
 
-  concentrations: tuple[float, ...] = (0.0, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  # kappa grid,
-  # averaged with equal prior weight (0: the observations say nothing)
+  power: float = 4.0  # evidence weight of a hypothesis: max(0, Kendall's tau)^power
+  prior_strength: float = 1.0  # n0: the zero-shot weights count as this many observations
   prior_floor: float = 0.1  # share of the prior spread uniformly over V and the training tasks
-  exploration: float = 0.0  # weight of the posterior spread in the suggestions' score
+  exploration: float = 0.0  # weight of the hypotheses' spread in the suggestions' score
 
   def __post_init__(self):
+    finite = lambda x: 0 <= x < float("inf")
     checks = {
-        "at least one concentration, all >= 0 and finite": bool(self.concentrations) and all(
-            0 <= c < float("inf") for c in self.concentrations),
+        "0 < power < inf": finite(self.power) and self.power > 0,
+        "0 < prior_strength < inf": finite(self.prior_strength) and self.prior_strength > 0,
         "0 <= prior_floor <= 1": 0 <= self.prior_floor <= 1,
-        "exploration >= 0": self.exploration >= 0,
+        "0 <= exploration < inf": finite(self.exploration),
     }
     failed = [name for name, ok in checks.items() if not ok]
     if failed:
@@ -129,31 +138,36 @@ def _std(x_X, member_X):
   return jnp.sqrt(jnp.sum(jnp.where(member_X, (x_X - mean) ** 2, 0.0)) / n)
 
 
-def log_likelihoods(z_HxK: jax.Array, y_K: jax.Array, mask_K: jax.Array,
-                    concentrations) -> jax.Array:
-  """`[G, H]`: log-probability of the observed order of `y_K` (masked pairs, ties skipped)
-  under each hypothesis's scores of the observed points, at each concentration."""
+def kendall_tau(z_HxK: jax.Array, y_K: jax.Array, mask_K: jax.Array) -> jax.Array:
+  """`[H]`: Kendall's tau between each row of `z_HxK` and the observed scores `y_K` over the
+  pairs of valid observations with distinct scores (0 when there is no such pair)."""
   above_KxK = mask_K[:, None] & mask_K[None] & (y_K[:, None] > y_K[None])
-  d_HxKxK = z_HxK[:, :, None] - z_HxK[:, None, :]
-  kappa_G = jnp.asarray(concentrations, jnp.float32)
-  log_p = jax.nn.log_sigmoid(kappa_G[:, None, None, None] * d_HxKxK[None])
-  return jnp.sum(jnp.where(above_KxK, log_p, 0.0), axis=(2, 3))
+  sign_HxKxK = jnp.sign(z_HxK[:, :, None] - z_HxK[:, None, :])
+  return (jnp.sum(jnp.where(above_KxK, sign_HxKxK, 0.0), axis=(1, 2))
+          / jnp.maximum(above_KxK.sum(), 1))
 
 
-def posterior_weights(p: Prior, obs_K: jax.Array, y_K: jax.Array, mask_K: jax.Array,
-                      concentrations) -> jax.Array:
-  """w_H: the prior weights times each hypothesis's likelihood of the observations (points
-  `obs_K` of `p` with scores `y_K`, where `mask_K`), kappa averaged, rescaled to the prior's
-  total."""
-  loglik_GxH = log_likelihoods(p.z_HxX[:, obs_K], y_K, mask_K, concentrations)
-  log_evidence_H = jax.nn.logsumexp(loglik_GxH, axis=0)  # the mean over G, up to a constant
-  log_w_H = jnp.where(p.prior_H > 0, jnp.log(jnp.where(p.prior_H > 0, p.prior_H, 1.0))
-                      + log_evidence_H, -jnp.inf)
-  return p.prior_H.sum() * jax.nn.softmax(log_w_H)
+def updated_weights(p: Prior, obs_K: jax.Array, y_K: jax.Array, mask_K: jax.Array, power,
+                    prior_strength) -> jax.Array:
+  """w_H: the prior weights mixed with the evidence weights max(0, tau_h)^power of the
+  observations (points `obs_K` of `p` with scores `y_K`, where `mask_K`), the prior counting as
+  `prior_strength` observations; the same total as the prior."""
+  total = p.prior_H.sum()
+  prior_share_H = p.prior_H / jnp.where(total > 0, total, 1.0)
+  tau_H = kendall_tau(p.z_HxX[:, obs_K], y_K, mask_K)
+  evidence_H = jnp.where(p.prior_H > 0, jnp.maximum(tau_H, 0.0) ** power, 0.0)
+  evidence_total = evidence_H.sum()
+  # No hypothesis ranks the observations better than chance: nothing to move the prior toward.
+  evidence_share_H = jnp.where(evidence_total > 0,
+                               evidence_H / jnp.where(evidence_total > 0, evidence_total, 1.0),
+                               prior_share_H)
+  n = mask_K.sum()
+  lam = n / (n + prior_strength)
+  return total * ((1 - lam) * prior_share_H + lam * evidence_share_H)
 
 
-def posterior_scores(p: Prior, w_H: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """(mean `[X]`, spread `[X]`) of the refined score under posterior weights `w_H`."""
+def refined_scores(p: Prior, w_H: jax.Array) -> tuple[jax.Array, jax.Array]:
+  """(mean `[X]`, spread `[X]`) of the refined score under updated weights `w_H`."""
   mean_X = w_H @ p.z_HxX + p.offset_X
   share_H = w_H / jnp.maximum(w_H.sum(), 1e-30)
   centre_X = share_H @ p.z_HxX
@@ -161,11 +175,12 @@ def posterior_scores(p: Prior, w_H: jax.Array) -> tuple[jax.Array, jax.Array]:
   return mean_X, spread_X
 
 
-def acquisition(p: Prior, obs_K, y_K, mask_K, concentrations, exploration):
-  """(what suggestions are ranked by `[X]`, posterior mean `[X]`, spread `[X]`, weights `[H]`)."""
-  w_H = posterior_weights(p, obs_K, y_K, mask_K, concentrations)
-  mean_X, spread_X = posterior_scores(p, w_H)
-  return mean_X + exploration * spread_X, mean_X, spread_X, w_H
+def acquisition(p: Prior, obs_K, y_K, mask_K, dyn: dict):
+  """(what suggestions are ranked by `[X]`, refined mean `[X]`, spread `[X]`, weights `[H]`),
+  `dyn` the dynamic part of a `RefineConfig`."""
+  w_H = updated_weights(p, obs_K, y_K, mask_K, dyn["power"], dyn["prior_strength"])
+  mean_X, spread_X = refined_scores(p, w_H)
+  return mean_X + dyn["exploration"] * spread_X, mean_X, spread_X, w_H
 
 
 @dataclasses.dataclass(frozen=True)
@@ -176,15 +191,15 @@ class Refinement:
   encodings: np.ndarray  # float32 [q, E]
   predicted: np.ndarray  # float32 [q] refined score (units of standard deviations over the
   # candidates, as the zero-shot blend's)
-  uncertainty: np.ndarray  # float32 [q] posterior spread of the hypotheses' scores
+  uncertainty: np.ndarray  # float32 [q] spread of the hypotheses' scores under the weights
   pool_indices: np.ndarray | None  # int [q] rows of the pool, when one was given
-  task_weights: np.ndarray  # float32 [T] posterior share of each table task (0: not training)
-  value_net_weight: float  # posterior share of V
+  task_weights: np.ndarray  # float32 [T] updated share of each table task (0: not training)
+  value_net_weight: float  # updated share of V
 
 
-@functools.partial(jax.jit, static_argnames=("concentrations", "q"))
+@functools.partial(jax.jit, static_argnames=("q",))
 def _refine(model: ValueModel, features_F, cand_CxE, rows_C, obs_KxE, rows_K, y_K, mask_K,
-            dyn, concentrations, q):
+            dyn, q):
   z_F = model.scaler.standardize(features_F)
   enc_XxE = jnp.concatenate([cand_CxE, obs_KxE])
   rows_X = jnp.concatenate([rows_C, rows_K])
@@ -193,7 +208,7 @@ def _refine(model: ValueModel, features_F, cand_CxE, rows_C, obs_KxE, rows_K, y_
   value_X = model.predict(features_F, enc_XxE)
   p = prior(model, z_F, value_X, rows_X, member_X, dyn["prior_floor"])
   score_X, mean_X, spread_X, w_H = acquisition(p, c + jnp.arange(obs_KxE.shape[0]), y_K, mask_K,
-                                               concentrations, dyn["exploration"])
+                                               dyn)
   # Candidates equal to an observed architecture are not suggested again.
   seen_C = jnp.any(mask_K[None] & jnp.all(cand_CxE[:, None] == obs_KxE[None], -1), 1)
   score_C = jnp.where(seen_C, -jnp.inf, score_X[:c])
@@ -268,7 +283,7 @@ def refine(model: ValueModel, space: Space, features_F, observed, scores, q: int
       model, jnp.asarray(features_F, jnp.float32), jnp.asarray(cand_CxE),
       jnp.asarray(rows_C, jnp.int32), jnp.asarray(pad(obs_KxE)),
       jnp.asarray(pad(rows_K), jnp.int32), jnp.asarray(pad(rank_K)),
-      jnp.asarray(np.arange(n) < k), dyn, tuple(float(c) for c in config.concentrations), int(q)))
+      jnp.asarray(np.arange(n) < k), dyn, int(q)))
   top, mean, spread = top[valid], mean[valid], spread[valid]
   enc = cand_CxE[top]
   return Refinement(architectures=space.decode_many(enc), encodings=enc, predicted=mean,

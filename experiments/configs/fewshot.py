@@ -29,6 +29,4 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
 
 def refine_config(config: ml_collections.ConfigDict) -> RefineConfig:
   """The typed `RefineConfig` of a few-shot config."""
-  fields = config.refine.to_dict()
-  fields["concentrations"] = tuple(float(c) for c in fields["concentrations"])
-  return RefineConfig(**fields)
+  return RefineConfig(**config.refine.to_dict())
