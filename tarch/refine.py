@@ -261,22 +261,23 @@ def refine(model: ValueModel, space: Space, features_F, observed, scores, q: int
     bad = int(np.argmax(~np.isfinite(y_K)))
     raise ValueError(f"score {bad} is {float(y_K[bad])}: scores must be finite")
   table = model.kernel.table
-  if pool_PxE is None:
-    seen_A = np.asarray((table.evaluated_TxA & model.kernel.train_T[:, None]).any(0))
-    cand_CxE = np.asarray(table.enc_AxE)[seen_A]
+  if pool_PxE is None:  # the table's own architectures: their rows are known
+    rows_C = np.flatnonzero(np.asarray((table.evaluated_TxA & model.kernel.train_T[:, None])
+                                       .any(0)))
+    cand_CxE = np.asarray(table.enc_AxE)[rows_C]
   else:
     cand_CxE = np.asarray(pool_PxE, np.float32)
     if cand_CxE.ndim != 2 or cand_CxE.shape[1] != space.dim or cand_CxE.shape[0] == 0:
       raise ValueError(f"pool must have shape [N>0, {space.dim}], got {cand_CxE.shape}")
     if not np.all(np.isfinite(cand_CxE)):
       raise ValueError("pool encodings must be finite")
+    rows_C = tables.table_rows(table.enc_AxE, cand_CxE)
   k = obs_KxE.shape[0]
   n = _padded_length(k)
   # Ranks, not scores, enter the compiled function: float32 could round distinct scores equal.
   # Equal scores get equal ranks, so ties stay ties.
   rank_K = np.searchsorted(np.sort(y_K), y_K).astype(np.float32)
   pad = lambda x: np.concatenate([x, np.zeros((n - k,) + x.shape[1:], x.dtype)])
-  rows_C = tables.table_rows(table.enc_AxE, cand_CxE)
   rows_K = tables.table_rows(table.enc_AxE, obs_KxE) if k else np.zeros(0, np.int64)
   _, dyn = _split(config)
   top, valid, mean, spread, share_H = jax.device_get(_refine(

@@ -19,6 +19,8 @@ Shape letters: T tasks, A architectures of the meta-dataset, E encoding width, R
 
 from __future__ import annotations
 
+import functools
+
 import flax.struct
 import jax
 import jax.numpy as jnp
@@ -134,14 +136,25 @@ def _sortable_key(x: jax.Array) -> jax.Array:
   return jnp.where(negative, ~bits, bits | jnp.uint32(2**31))
 
 
+@functools.lru_cache(maxsize=8)
+def _exact_index(enc_bytes: bytes, width: int) -> dict[bytes, int]:
+  """Row of each encoding of a table (the last of equal rows), built once per table: callers
+  such as `tarch.refine` look up a few architectures in a large table on every call."""
+  enc_AxE = np.frombuffer(enc_bytes, np.float32).reshape(-1, width)
+  return {row.tobytes(): a for a, row in enumerate(enc_AxE)}
+
+
 def table_rows(enc_AxE, candidates_CxE) -> np.ndarray:
   """Row of `enc_AxE` of each candidate (host): the equal one, else the nearest (int64 `[C]`).
 
   Table architectures are looked up exactly; only the others are searched, in blocks.
   """
-  enc_AxE = np.asarray(enc_AxE, np.float32)
-  candidates = np.asarray(candidates_CxE, np.float32)
-  index = {row.tobytes(): a for a, row in enumerate(enc_AxE)}
+  enc_AxE = np.ascontiguousarray(enc_AxE, np.float32)
+  candidates = np.ascontiguousarray(candidates_CxE, np.float32)
+  if candidates.ndim != 2 or candidates.shape[1] != enc_AxE.shape[1]:
+    raise ValueError(f"candidates must have shape [C, {enc_AxE.shape[1]}], got "
+                     f"{candidates.shape}")
+  index = _exact_index(enc_AxE.tobytes(), enc_AxE.shape[1])
   rows = np.array([index.get(row.tobytes(), -1) for row in candidates], np.int64)
   missing = np.flatnonzero(rows < 0)
   if missing.size:
