@@ -3,7 +3,7 @@
 import jax
 import numpy as np
 
-from tarch import infer, meta_train, runs
+from tarch import infer, meta_train, refine, runs
 from tarch.value_net import ValueNetConfig
 
 
@@ -25,3 +25,12 @@ def test_api_tour(tmp_path, synthetic_dir):
   pool = ds.enc_AxE
   ranked = infer.infer(model, ds.space, features, jax.random.key(0), pool_PxE=pool)
   assert np.all(ranked.pool_indices < len(pool))
+
+  # The few-shot section: the next suggestions after two trainings.
+  trained = result.architectures[:2]
+  assert len(trained) == 2
+  out = refine.refine(model, ds.space, features, trained, [0.71, 0.64], q=4)
+  assert len(out.architectures) == 4
+  assert not {str(a) for a in out.architectures} & {str(a) for a in trained}
+  assert np.all(np.isfinite(out.predicted)) and np.all(out.uncertainty >= 0)
+  assert np.isclose(out.value_net_weight + out.task_weights.sum(), 1.0, atol=1e-5)
