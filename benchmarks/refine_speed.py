@@ -7,7 +7,7 @@ NAS-Bench-Graph tasks, then times `refine` for the ninth (`proteins`) with K = 0
 observed (architecture, validation score) pairs from its own table, q = 1 and q = 8, over the
 default candidates (every architecture a training task evaluated) and over the task's own pool.
 Each call blocks until its results are on the host; calls with K up to 8 share one compiled
-program (padding), and so do K = 10 and 20 (16 and 32 slots compile one each). Prints medians
+program (padding to 8 slots), K = 10 and K = 20 compile one each (16 and 32 slots). Prints medians
 (and quartiles) over repeated calls; the last line is `refine_ms=X`, the median with K = 10,
 q = 1, default candidates.
 """

@@ -50,8 +50,10 @@ def program(ds, config: ml_collections.ConfigDict) -> tuple[sweep.Program, fewsh
   net, train, infer_config = library_configs(config)
   refine_cfg = refine_config(config)
   split = lambda tc, ic: fewshot.split(ds.space, net, tc, ic, refine_cfg, int(config.budget))
-  return (sweep.Program(name="fewshot", split=split, batch=_BATCH,
-                        result_type=fewshot.Result),
+  # The refinement's settings are traced, and no sweep point varies them: the fingerprint
+  # holds them, so that a rerun with other settings recomputes.
+  return (sweep.Program(name="fewshot", split=split, batch=_BATCH, result_type=fewshot.Result,
+                        settings=repr(refine_cfg)),
           split(train, infer_config)[0])
 
 

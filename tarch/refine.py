@@ -19,20 +19,21 @@ new weights mix the two, the prior counting as n0 observations (`prior_strength`
 
 and replace the prior ones:
 
-    s_K(a) = sum_h w_h z_h(a) + (s_0(a) - sum_h pi'_h z_h(a)),
+    s_K(a) = s_0(a) + sum_h (w_h - pi'_h) z_h(a),
 
-so with no observations (or only ties, or no hypothesis with tau > 0) the ranking is exactly
-the zero-shot one, and as evidence accumulates it moves toward the training tasks (and V) that
-rank the new task's observations right. pi' mixes a share `prior_floor` of uniform weight over V
-and the training tasks into the blend's weights, so that a hypothesis the blend gave no weight
-can still win on evidence. A Bayesian posterior under a pairwise-logistic rank likelihood was
-the first design: its product over all n (n - 1) / 2 pairs treats them as independent, piles
-onto one hypothesis within a few observations, and measured worse at 10 and 20 trainings on both
-meta-datasets (BUILD_NOTES.md); no training task is the new task, so a soft mixture of the ones
-that rank it well does better than a confident choice of one. Only the order of the observed
-scores is used: any increasing transformation of the scores gives the same suggestions. The
-suggestions are the unobserved candidates with the highest s_K + exploration * spread, the
-spread being the weighted standard deviation of z_h(a) over hypotheses (in the same units).
+so with no observations (or only ties, or no hypothesis with tau > 0) the ranking is exactly the
+zero-shot one, and as evidence accumulates it moves toward the training tasks (and V) that rank
+the new task's observations right. pi' mixes a share `prior_floor` of uniform weight over V and
+the training tasks into the blend's weights, so that a hypothesis the blend gave no weight can
+still win on evidence. A Bayesian posterior under a pairwise-logistic rank likelihood was the
+first design: its product over all n (n - 1) / 2 pairs treats them as independent and piles onto
+one hypothesis within a few observations. It had the higher mean regret at 10 and 20 trainings
+on both meta-datasets, within noise (BUILD_NOTES.md): no training task is the new task, and a
+soft mixture of the ones that rank it well held up better than a confident choice. Only the
+order of the observed scores is used: any increasing transformation of the scores gives the same
+suggestions. The suggestions are the unobserved candidates with the highest s_K + exploration *
+spread, the spread being the weighted standard deviation of z_h(a) over hypotheses (in the same
+units).
 
 Everything is a pure function of device arrays; the observations are padded to a fixed length
 with a mask, so calls with any number of them share one compiled program.
@@ -53,6 +54,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from tarch import hparams, infer, ranker, tables
+from tarch import value_net as vn
 from tarch.meta_train import ValueModel
 from tarch.space import Space
 
@@ -87,7 +89,8 @@ class Prior(flax.struct.PyTreeNode):
 
   z_HxX: jax.Array  # float32 each hypothesis's scores, standardised over the candidates
   prior_H: jax.Array  # float32 pi' (summing to the blend's total weight); 0: not a hypothesis
-  offset_X: jax.Array  # float32 s_0 - sum_h pi'_h z_h: keeps the zero-shot ranking exact
+  score_X: jax.Array  # float32 s_0, the zero-shot score: the refined one is s_0 plus the
+  # change of weights times z, so that no change leaves it exactly as it is
 
 
 def prior(model: ValueModel, z_F: jax.Array, value_X: jax.Array, rows_X: jax.Array,
@@ -129,7 +132,7 @@ def prior(model: ValueModel, z_F: jax.Array, value_X: jax.Array, rows_X: jax.Arr
   uniform_H = valid_H / valid_H.sum()
   prior_H = total * ((1 - prior_floor) * prior_H / total + prior_floor * uniform_H)
   prior_H = jnp.where(valid_H, prior_H, 0.0)
-  return Prior(z_HxX=z_HxX, prior_H=prior_H, offset_X=s0_X - prior_H @ z_HxX)
+  return Prior(z_HxX=z_HxX, prior_H=prior_H, score_X=s0_X)
 
 
 def _std(x_X, member_X):
@@ -147,11 +150,12 @@ def kendall_tau(z_HxK: jax.Array, y_K: jax.Array, mask_K: jax.Array) -> jax.Arra
           / jnp.maximum(above_KxK.sum(), 1))
 
 
-def updated_weights(p: Prior, obs_K: jax.Array, y_K: jax.Array, mask_K: jax.Array, power,
-                    prior_strength) -> jax.Array:
-  """w_H: the prior weights mixed with the evidence weights max(0, tau_h)^power of the
-  observations (points `obs_K` of `p` with scores `y_K`, where `mask_K`), the prior counting as
-  `prior_strength` observations; the same total as the prior."""
+def weight_change(p: Prior, obs_K: jax.Array, y_K: jax.Array, mask_K: jax.Array, power,
+                  prior_strength) -> jax.Array:
+  """w_H - pi'_H: how the observations (points `obs_K` of `p` with scores `y_K`, where
+  `mask_K`) move the prior weights, the prior counting as `prior_strength` observations. The
+  new weights w = pi' + change mix the prior with the evidence weights max(0, tau_h)^power at
+  the prior's total; the change is exactly 0 without observations or evidence."""
   total = p.prior_H.sum()
   prior_share_H = p.prior_H / jnp.where(total > 0, total, 1.0)
   tau_H = kendall_tau(p.z_HxX[:, obs_K], y_K, mask_K)
@@ -163,23 +167,24 @@ def updated_weights(p: Prior, obs_K: jax.Array, y_K: jax.Array, mask_K: jax.Arra
                                prior_share_H)
   n = mask_K.sum()
   lam = n / (n + prior_strength)
-  return total * ((1 - lam) * prior_share_H + lam * evidence_share_H)
+  return total * lam * (evidence_share_H - prior_share_H)
 
 
-def refined_scores(p: Prior, w_H: jax.Array) -> tuple[jax.Array, jax.Array]:
-  """(mean `[X]`, spread `[X]`) of the refined score under updated weights `w_H`."""
-  mean_X = w_H @ p.z_HxX + p.offset_X
+def refined_scores(p: Prior, change_H: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """(mean `[X]`, spread `[X]`, weights `[H]`) of the refined score after `weight_change`."""
+  mean_X = p.score_X + change_H @ p.z_HxX
+  w_H = p.prior_H + change_H
   share_H = w_H / jnp.maximum(w_H.sum(), 1e-30)
   centre_X = share_H @ p.z_HxX
   spread_X = jnp.sqrt(jnp.maximum(share_H @ (p.z_HxX - centre_X) ** 2, 0.0))
-  return mean_X, spread_X
+  return mean_X, spread_X, w_H
 
 
 def acquisition(p: Prior, obs_K, y_K, mask_K, dyn: dict):
   """(what suggestions are ranked by `[X]`, refined mean `[X]`, spread `[X]`, weights `[H]`),
   `dyn` the dynamic part of a `RefineConfig`."""
-  w_H = updated_weights(p, obs_K, y_K, mask_K, dyn["power"], dyn["prior_strength"])
-  mean_X, spread_X = refined_scores(p, w_H)
+  change_H = weight_change(p, obs_K, y_K, mask_K, dyn["power"], dyn["prior_strength"])
+  mean_X, spread_X, w_H = refined_scores(p, change_H)
   return mean_X + dyn["exploration"] * spread_X, mean_X, spread_X, w_H
 
 
@@ -199,13 +204,13 @@ class Refinement:
 
 @functools.partial(jax.jit, static_argnames=("q",))
 def _refine(model: ValueModel, features_F, cand_CxE, rows_C, obs_KxE, rows_K, y_K, mask_K,
-            dyn, q):
+            dyn, pessimism, q):
   z_F = model.scaler.standardize(features_F)
   enc_XxE = jnp.concatenate([cand_CxE, obs_KxE])
   rows_X = jnp.concatenate([rows_C, rows_K])
   c = cand_CxE.shape[0]
   member_X = jnp.arange(enc_XxE.shape[0]) < c
-  value_X = model.predict(features_F, enc_XxE)
+  value_X = vn.lower_bound(model.predict_members(features_F, enc_XxE), pessimism)
   p = prior(model, z_F, value_X, rows_X, member_X, dyn["prior_floor"])
   score_X, mean_X, spread_X, w_H = acquisition(p, c + jnp.arange(obs_KxE.shape[0]), y_K, mask_K,
                                                dyn)
@@ -224,7 +229,8 @@ def _padded_length(k: int) -> int:
 
 
 def refine(model: ValueModel, space: Space, features_F, observed, scores, q: int = 1,
-           pool_PxE=None, config: RefineConfig = RefineConfig()) -> Refinement:
+           pool_PxE=None, config: RefineConfig = RefineConfig(),
+           infer_config: infer.InferConfig = infer.InferConfig()) -> Refinement:
   """The next `q` architectures to train on a task, given the results of those trained so far.
 
   Args:
@@ -239,6 +245,8 @@ def refine(model: ValueModel, space: Space, features_F, observed, scores, q: int
     pool_PxE: optional encodings of the allowed architectures (default: every architecture a
       training task evaluated).
     config: refinement settings.
+    infer_config: the zero-shot inference settings to refine from (V's values are ranked with
+      its `pessimism`, as `tarch.infer` ranks them).
 
   Returns:
     A `Refinement` with up to `q` architectures, best first.
@@ -271,6 +279,9 @@ def refine(model: ValueModel, space: Space, features_F, observed, scores, q: int
       raise ValueError(f"pool must have shape [N>0, {space.dim}], got {cand_CxE.shape}")
     if not np.all(np.isfinite(cand_CxE)):
       raise ValueError("pool encodings must be finite")
+    # A pool listing an architecture twice: suggested once, as its first row.
+    keep_C = np.sort(np.unique(cand_CxE, axis=0, return_index=True)[1])
+    cand_CxE = cand_CxE[keep_C]
     rows_C = tables.table_rows(table.enc_AxE, cand_CxE)
   k = obs_KxE.shape[0]
   n = _padded_length(k)
@@ -284,11 +295,12 @@ def refine(model: ValueModel, space: Space, features_F, observed, scores, q: int
       model, jnp.asarray(features_F, jnp.float32), jnp.asarray(cand_CxE),
       jnp.asarray(rows_C, jnp.int32), jnp.asarray(pad(obs_KxE)),
       jnp.asarray(pad(rows_K), jnp.int32), jnp.asarray(pad(rank_K)),
-      jnp.asarray(np.arange(n) < k), dyn, int(q)))
+      jnp.asarray(np.arange(n) < k), dyn, jnp.float32(infer_config.pessimism), int(q)))
   top, mean, spread = top[valid], mean[valid], spread[valid]
   enc = cand_CxE[top]
   return Refinement(architectures=space.decode_many(enc), encodings=enc, predicted=mean,
-                    uncertainty=spread, pool_indices=top if pool_PxE is not None else None,
+                    uncertainty=spread,
+                    pool_indices=keep_C[top] if pool_PxE is not None else None,
                     task_weights=share_H[1:], value_net_weight=float(share_H[0]))
 
 
@@ -299,6 +311,8 @@ def _split(config: RefineConfig):
 
 def _observed_encodings(space: Space, observed) -> np.ndarray:
   """`observed` (dicts or encodings) as float32 `[K, E]`."""
+  if isinstance(observed, np.ndarray) and observed.size == 0:
+    return np.zeros((0, space.dim), np.float32)
   if isinstance(observed, np.ndarray) or (observed is not None and len(observed) and
                                           not isinstance(observed[0], dict)):
     enc = np.asarray(observed, np.float32)

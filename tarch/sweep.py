@@ -110,6 +110,9 @@ class Program:
   split: Callable[[TrainConfig, InferConfig], tuple]  # a point's (static, dyn)
   batch: Callable  # (static, dyn with a leading axis, data, task_N) -> result with one too
   result_type: type  # the result's flax.struct class
+  settings: str = ""  # every setting the program fixes for all points that neither the static
+  # part nor a point's key holds (e.g. traced values the sweep does not vary): part of the
+  # fingerprint, so that a rerun with other settings never reuses these results
 
 
 def jit_batch(batch: Callable) -> Callable:
@@ -188,7 +191,8 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
 
   Args:
     ds: the meta-dataset.
-    static: the static part of the simulation (`simulate.split` of `train`, `infer_config`).
+    static: the static part of the simulation (the program's `split` of `train` and
+      `infer_config`).
     train, infer_config: the full configs whose dynamic values the sweep points replace.
     spec: the sweep.
     store: directory of finished chunks (created).
@@ -214,7 +218,8 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
   mesh = mesh_lib.data_mesh(jax.local_devices()) if mesh is None else mesh
   os.makedirs(store, exist_ok=True)
   group_T = np.arange(ds.num_tasks) if groups is None else np.asarray(groups)
-  fp = fingerprint.fingerprint(None, program.name, repr(static), *_data_parts(ds), group_T)
+  fp = fingerprint.fingerprint(None, program.name, program.settings, repr(static),
+                               *_data_parts(ds), group_T)
   done = _load_store(store, fp)
   pending = [i for i, k in enumerate(keys) if k not in done]
   chunks = _chunks(len(pending), chunk_size)

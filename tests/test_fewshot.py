@@ -73,6 +73,11 @@ def test_outputs_have_the_documented_form_and_a_rerun_resumes(run_dir, synthetic
   again = fewshot_binary.run(get_config("tiny"), workdir, data_dir=data_dir)
   assert "reusing 6 of 6 simulations" in capsys.readouterr().out
   assert again == summary
+  # Other refinement settings are other simulations, never the stored ones.
+  other = get_config("tiny")
+  other.refine.prior_strength = 100.0
+  fewshot_binary.run(other, workdir, data_dir=data_dir)
+  assert "reusing" not in capsys.readouterr().out
 
 
 def test_methods_see_validation_scores_only(synthetic_ds):

@@ -31,6 +31,15 @@ def test_without_observations_the_ranking_is_the_zero_shot_one(model, synthetic_
   out = refine.refine(model, synthetic_ds.space, features, [], [], q=5)
   np.testing.assert_array_equal(out.encodings, cand[zero_shot])
   assert out.uncertainty.shape == (5,) and np.all(out.uncertainty >= 0)
+  # The whole ranking, not only its top: every candidate, in the zero-shot order (ties aside),
+  # with the zero-shot scores.
+  score = np.asarray(model.score(features, cand))
+  whole = refine.refine(model, synthetic_ds.space, features, np.zeros((0, cand.shape[1])), [],
+                        q=len(cand))
+  rows = tables.table_rows(cand, whole.encodings)
+  assert sorted(rows.tolist()) == list(range(len(cand)))
+  np.testing.assert_allclose(whole.predicted, score[rows], rtol=1e-5, atol=1e-5)
+  assert np.all(np.diff(score[rows]) <= 1e-5)
   # Ties only carry no evidence either.
   tied = refine.refine(model, synthetic_ds.space, features, cand[-3:], [0.5, 0.5, 0.5], q=5)
   np.testing.assert_array_equal(tied.encodings, cand[[i for i in np.argsort(
@@ -53,7 +62,8 @@ def test_padding_and_monotone_transformations_change_nothing(model, synthetic_ds
     return refine._refine(
         model, features, cand, rows_C, jnp.concatenate([obs, jnp.zeros((pad, obs.shape[1]))]),
         jnp.concatenate([rows_C[seen], jnp.zeros(pad, jnp.int32)]),
-        jnp.concatenate([scores, jnp.full(pad, 7.0)]), jnp.arange(width) < obs.shape[0], dyn, 4)
+        jnp.concatenate([scores, jnp.full(pad, 7.0)]), jnp.arange(width) < obs.shape[0], dyn,
+        jnp.float32(0.0), 4)
 
   (top8, valid8, mean8, spread8, share8), (top16, valid16, mean16, spread16, share16) = (
       call(8, y), call(16, y))
@@ -72,7 +82,7 @@ def test_padding_and_monotone_transformations_change_nothing(model, synthetic_ds
 
 
 def test_observations_that_contradict_the_prior_move_the_suggestions(model, synthetic_ds):
-  """Observations ranked as one training task ranks them move the posterior onto that task,
+  """Observations ranked as one training task ranks them move the weights onto that task,
   and the suggestions with it; observed architectures are never suggested again."""
   space, features = synthetic_ds.space, synthetic_ds.features_TxF[HELD_OUT]
   cand = _candidates(model)
@@ -115,12 +125,40 @@ def test_refine_errors_name_the_problem(model, synthetic_ds):
     refine.refine(model, space, features[:-1], [], [])
   with pytest.raises(ValueError, match="training tasks' table"):
     refine.refine(model.replace(kernel=None), space, features, [], [])
+  with pytest.raises(ValueError, match="pool must have shape"):
+    refine.refine(model, space, features, [], [], pool_PxE=cand[:0])
   with pytest.raises(ValueError, match="prior_floor"):
     refine.RefineConfig(prior_floor=1.5)
   with pytest.raises(ValueError, match="power"):
     refine.RefineConfig(power=0.0)
   with pytest.raises(ValueError, match="prior_strength"):
     refine.RefineConfig(prior_strength=float("inf"))
+
+
+def test_kendall_tau_and_the_weight_change():
+  from scipy import stats
+  rng = np.random.default_rng(1)
+  z = rng.normal(size=(4, 7))
+  y = rng.normal(size=7)
+  mask = np.ones(7, bool)
+  tau = refine.kendall_tau(jnp.asarray(z), jnp.asarray(y), jnp.asarray(mask))
+  np.testing.assert_allclose(tau, [stats.kendalltau(zh, y).statistic for zh in z], rtol=1e-5)
+  # Masked observations do not count, whatever their scores.
+  padded = refine.kendall_tau(jnp.asarray(np.concatenate([z, z[:, :3]], 1)),
+                              jnp.asarray(np.concatenate([y, [9.0, -9.0, 0.0]])),
+                              jnp.asarray(np.concatenate([mask, np.zeros(3, bool)])))
+  np.testing.assert_allclose(padded, tau, rtol=1e-6)
+  # Two hypotheses over three points, prior 0.75 / 0.25 summing to 2: the second ranks the two
+  # observations right (tau 1), the first wrong (tau -1). With n = 2 and n0 = 1 the weights are
+  # 2 (1/3 prior share + 2/3 evidence share).
+  p = refine.Prior(z_HxX=jnp.asarray([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5]]),
+                   prior_H=jnp.asarray([1.5, 0.5]), score_X=jnp.zeros(3))
+  obs, y2, m2 = jnp.asarray([0, 1]), jnp.asarray([0.0, 1.0]), jnp.asarray([True, True])
+  change = refine.weight_change(p, obs, y2, m2, 4.0, 1.0)
+  np.testing.assert_allclose(p.prior_H + change, 2 * (np.array([0.75, 0.25]) / 3
+                                                      + 2 / 3 * np.array([0.0, 1.0])), rtol=1e-6)
+  none = refine.weight_change(p, obs, y2, jnp.asarray([False, False]), 4.0, 1.0)
+  assert np.all(np.asarray(none) == 0)  # exactly: the zero-shot scores are left as they are
 
 
 def test_suggestions_from_a_pool_and_from_dictionaries(model, synthetic_ds):
@@ -132,3 +170,7 @@ def test_suggestions_from_a_pool_and_from_dictionaries(model, synthetic_ds):
   assert sorted(out.pool_indices.tolist()) == list(range(2, 20))
   assert np.all(np.diff(out.predicted) <= 1e-6)
   assert out.architectures == space.decode_many(pool[out.pool_indices])
+  # A pool that lists an architecture twice suggests it once, as its first row.
+  doubled = np.concatenate([pool, pool[5:6]])
+  twice = refine.refine(model, space, features, [], [], q=len(doubled), pool_PxE=doubled)
+  assert sorted(twice.pool_indices.tolist()) == list(range(len(pool)))
