@@ -1,8 +1,18 @@
 """Shared fixtures: small synthetic meta-datasets (see tarch.synthetic)."""
 
+import jax
 import pytest
 
 from tarch import runs, synthetic
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _fresh_compilation_caches():
+  """Each test module starts without the compiled programs of the ones before it: the whole
+  suite in one process otherwise accumulates them until XLA's CPU compiler crashes (a
+  segmentation fault compiling in tests/test_value_net.py, which passes on its own)."""
+  yield
+  jax.clear_caches()
 
 
 @pytest.fixture(scope="session")
