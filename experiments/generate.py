@@ -18,7 +18,8 @@ device of a `tarch.mesh.data_mesh`). Writes into the workdir:
                                 every batch is done, then validated by loading it back
 
 Runs table columns: `task`, one column per choice, `seed`, `score` (validation accuracy),
-`test_score`, `cost` (parameter count), `train_flops`, `train_loss`, `status` ("ok" or
+`test_score`, `cost` (training FLOPs: what training the model costs), `params` (parameter
+count), `flops_per_example` (one example's forward pass), `train_loss`, `status` ("ok" or
 "failed"), `failure` (why). A model whose training loss or parameters became non-finite is a
 failed run: its scores are those of predicting the task's majority training class (what a model
 that learned nothing gets), never NaN, and `failure` names the step.

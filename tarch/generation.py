@@ -94,8 +94,9 @@ class Plan:
     runs table, plus `model`, the model id the table is sorted by.
 
     Columns: `model`, `task`, one column per choice, `seed`, `score` (validation accuracy),
-    `test_score`, `cost` (parameter count), `train_flops`, `train_loss`, `status` ("ok" or
-    "failed"), `failure` (why, "" when ok).
+    `test_score`, `cost` (training FLOPs, `child.training_flops`: what training the model
+    costs), `params` (parameter count), `flops_per_example` (FLOPs of one example's forward
+    pass), `train_loss`, `status` ("ok" or "failed"), `failure` (why, "" when ok).
     """
     width, members = self.batches[index]
     result = child.train_batch(self.child, data, self.hp, self.task_M, self.key_M, members,
@@ -113,8 +114,10 @@ class Plan:
         "seed": self.seed_M[members],
         "score": val.astype(np.float64),
         "test_score": test.astype(np.float64),
-        "cost": child.parameter_count(hp, features, classes).astype(np.float64),
-        "train_flops": child.training_flops(self.child, hp, features, classes).astype(np.float64),
+        "cost": child.training_flops(self.child, hp, features, classes).astype(np.float64),
+        "params": child.parameter_count(hp, features, classes).astype(np.float64),
+        "flops_per_example": 2.0 * child.multiply_adds(hp.num_layers, hp.width, features,
+                                                       classes),
         "train_loss": np.where(failed, np.nan, result.train_loss).astype(np.float64),
         "status": np.where(failed, "failed", "ok"),
         "failure": [f"non-finite training loss or parameters at step {s}" if s >= 0 else ""

@@ -53,6 +53,18 @@ def test_non_finite_loss_is_a_failed_run_with_its_reason(tmp_path, tiny_offline_
   runs_lib.load_meta_dataset(out)
 
 
+def test_runs_record_each_models_cost(tmp_path, tiny_offline_config):
+  out = generate.run(tiny_offline_config(), str(tmp_path), progress=lambda _: None)
+  runs = pd.read_parquet(os.path.join(out, "runs.parquet"))
+  config = tiny_offline_config().child
+  # Training FLOPs: forward plus backward (3 x the forward's 2 FLOPs per multiply-add) per example,
+  # times the examples trained on.
+  np.testing.assert_allclose(runs["cost"],
+                             3 * runs["flops_per_example"] * config.batch_size * config.num_steps)
+  assert (runs["params"] > 0).all() and (runs["flops_per_example"] > 0).all()
+  assert runs_lib.load_meta_dataset(out).has_cost
+
+
 def test_another_config_in_the_same_workdir_is_refused(tmp_path, tiny_offline_config):
   _tiny = tiny_offline_config
   generate.run(_tiny(), str(tmp_path), progress=lambda _: None)
