@@ -192,6 +192,8 @@ class ValueModel:
   interaction_scale: float = 1.0  # likewise for the interaction term
   kernel: task_kernel_lib.TaskKernel | None = None  # the training tasks' table, for the blend
   blend_C: Any = None  # float32 [C] weights of the ranker's components; None: V alone
+  cost_model: Any = None  # `tarch.cost_model.CostModel` of the training tasks' costs (`fit`
+  # trains one when the meta-dataset has a cost column), for cost-aware inference; or None
 
   @property
   def ranker(self) -> str:
@@ -545,8 +547,8 @@ def task_mask(ds: runs_lib.MetaDataset, train_tasks=None) -> np.ndarray:
 
 
 def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: TrainConfig,
-        train_tasks=None, progress: Callable[[dict], None] | None = None
-        ) -> tuple[ValueModel, list[dict]]:
+        train_tasks=None, progress: Callable[[dict], None] | None = None, *,
+        train_cost_model: bool = True, cost_config=None) -> tuple[ValueModel, list[dict]]:
   """Trains the value-network ensemble on the results of `train_tasks` (the host entry point
   to `train`, followed by the ranker choice of `tarch.ranker`).
 
@@ -560,11 +562,16 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
       val_loss, best_val_loss; val_loss is the early-stopping metric, lower is better), then
       with the chosen scales, the held-out metric of each scale tried and, with
       `train_config.blend`, the ranker's blend (`tarch.ranker.describe`).
+    train_cost_model: when the meta-dataset has a `cost` column, also train the cost model
+      (`tarch.cost_model`, for cost-aware inference) with `cost_config` (a `CostConfig`;
+      default its defaults).
 
   Returns:
     The trained `ValueModel` (each member at its best held-out step, its optional terms shrunk
     on the held-out tasks; with `train_config.blend`, the training tasks' table attached and
-    the blend chosen by `tarch.ranker.choose`) and the history, one dict per evaluation.
+    the blend chosen by `tarch.ranker.choose`; when the meta-dataset has a `cost` column, a
+    `tarch.cost_model.CostModel` of the training tasks' costs attached) and the history, one
+    dict per evaluation.
   """
   from tarch import ranker as ranker_lib  # ranker builds on this module
 
@@ -590,6 +597,11 @@ def fit(ds: runs_lib.MetaDataset, net_config: vn.ValueNetConfig, train_config: T
       ("task_effect_scale", train_config.task_effect_scales, report_np.val_by_task_effect_SxM)):
     if len(metric_SxM):  # the held-out metric of each scale tried, mean over members
       extra.append({f"val_loss_by_{name}": dict(zip(sorted(scales), metric_SxM.mean(1).tolist()))})
+  if ds.has_cost and train_cost_model:
+    from tarch import cost_model as cost_lib  # the cost model builds on this module
+    model = model.replace(cost_model=cost_lib.fit(
+        ds, cost_lib.CostConfig() if cost_config is None else cost_config,
+        train_tasks=np.flatnonzero(mask_T)))
   if train_config.blend:
     table = tables.PercentileTable.build(ds)
     model, choice = ranker_lib.choose(model, table, data.features_TxF, jnp.asarray(mask_T),
@@ -633,12 +645,19 @@ def save(model: ValueModel, directory: str | os.PathLike) -> None:
   state = {"params": model.params, "scaler": dataclasses.asdict(model.scaler)}
   if model.kernel is not None:
     state["kernel"] = dataclasses.asdict(model.kernel)  # nested dicts, the table's included
+  if model.cost_model is not None:
+    cost = model.cost_model  # its arrays; its static config goes into value_net.json
+    state["cost_model"] = {f.name: getattr(cost, f.name) for f in dataclasses.fields(cost)
+                           if f.name != "config"}
+    state["cost_model"]["scaler"] = dataclasses.asdict(cost.scaler)
   with ocp.StandardCheckpointer() as ckpt:
     ckpt.save(os.path.join(directory, "state"), state, force=True)
   config = {**dataclasses.asdict(model.config),
             "task_effect_scale": float(model.task_effect_scale),
             "interaction_scale": float(model.interaction_scale),
-            "blend": None if model.blend_C is None else np.asarray(model.blend_C).tolist()}
+            "blend": None if model.blend_C is None else np.asarray(model.blend_C).tolist(),
+            "cost_model": (None if model.cost_model is None
+                           else dataclasses.asdict(model.cost_model.config))}
   tmp = os.path.join(directory, "value_net.json.tmp")
   with open(tmp, "w") as f:
     json.dump(config, f, indent=2)
@@ -655,6 +674,7 @@ def restore(directory: str | os.PathLike) -> ValueModel:
   scales = {name: float(raw.pop(name, 1.0))
             for name in ("task_effect_scale", "interaction_scale")}
   blend = raw.pop("blend", None)
+  cost_config = raw.pop("cost_model", None)
   # Models saved before the blend name their ranker instead: V alone reads as before; the task
   # kernel at a bandwidth chosen by leave-one-task-out has no blend equivalent.
   if raw.pop("ranker", "value_net") != "value_net":
@@ -668,6 +688,13 @@ def restore(directory: str | os.PathLike) -> ValueModel:
     fields = dict(state["kernel"])
     fields["table"] = tables.PercentileTable(**fields["table"])
     kernel = task_kernel_lib.TaskKernel(**fields)
+  cost = None
+  if cost_config is not None:
+    from tarch import cost_model as cost_lib
+    fields = dict(state["cost_model"])
+    fields["scaler"] = FeatureScaler(**fields["scaler"])
+    cost = cost_lib.CostModel(**fields, config=cost_lib.CostConfig(
+        **{k: tuple(v) if isinstance(v, list) else v for k, v in cost_config.items()}))
   return ValueModel(params=state["params"], scaler=FeatureScaler(**state["scaler"]),
-                    config=config, kernel=kernel,
+                    config=config, kernel=kernel, cost_model=cost,
                     blend_C=None if blend is None else np.asarray(blend, np.float32), **scales)
