@@ -7,9 +7,11 @@ ninth, without a pool (the members' ascent, the default, and the ensemble's) and
 2,021-member pool (the default, no support term; and with the pool also as the support set, its
 density over V's best 256 members), and for comparison one `predict` over the full
 26,206-architecture table. The model is timed with V ranking alone (the ascent runs) and, for
-the pool, with a blend of V and the table components (`tarch.ranker`; no ascent). Prints medians (and quartiles) over repeated
-calls; each call blocks until its results are on the host. The last two lines are
-`infer_pool_ms=Y` (the pool) and `infer_ms=X` (no pool): medians, default ensemble.
+the pool, with a blend of V and the table components (`tarch.ranker`; no ascent); and the
+cost-aware front (`cost_weights=DEFAULT_COST_WEIGHTS`, the model's cost model of latency).
+Prints medians (and quartiles) over repeated calls; each call blocks until its results are on
+the host. The last two lines are `infer_pool_ms=Y` (the pool) and `infer_ms=X` (no pool):
+medians, default ensemble.
 """
 
 import argparse
@@ -63,6 +65,7 @@ def main():
                                    support_SxE=support)
 
   p = pool.shape[0]
+  weights = infer_lib.DEFAULT_COST_WEIGHTS  # the cost-aware front: every weight in one vmap
   cases = {
       "infer (no pool)": lambda: infer_lib.infer(model, ds.space, features, next(keys),
                                                  infer_config),
@@ -73,6 +76,11 @@ def main():
       "infer (pool, pool as support set)": pooled(infer_config, support=pool),
       "infer (pool, ranked by a blend)": lambda: infer_lib.infer(
           blend, ds.space, features, next(keys), infer_config, pool_PxE=pool),
+      f"front, {len(weights)} cost weights": lambda: infer_lib.infer(
+          model, ds.space, features, next(keys), infer_config, cost_weights=weights),
+      f"front, {len(weights)} weights, pool": lambda: infer_lib.infer(
+          model, ds.space, features, next(keys), infer_config, pool_PxE=pool,
+          cost_weights=weights),
       f"predict all {table.shape[0]}": lambda: np.asarray(model.predict(features, table)),
   }
   medians = {}

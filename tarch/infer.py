@@ -95,6 +95,7 @@ class Inference:
   # ensemble mean minus `pessimism` member standard deviations, or the blend's score
   pool_indices: np.ndarray | None  # int [K] rows of the candidate pool, when one was given
   ranker: str = "value_net"  # the model's ranker (`ValueModel.ranker`): "value_net" or "blend"
+  predicted_cost: np.ndarray | None = None  # float64 [K] predicted costs (with `max_cost`)
 
 
 def _ascend(objective, infer_config: InferConfig, dyn, theta_E, bias_E, relax):
@@ -125,16 +126,23 @@ def _first_occurrence(same_RxR: jax.Array) -> jax.Array:
 
 def infer_arrays(space: Space, infer_config: InferConfig, dyn: dict, model: ValueModel,
                  features_F: jax.Array, key: jax.Array, pool_PxE=None, pool_mask_P=None,
-                 support_SxE=None, support_mask_S=None):
+                 support_SxE=None, support_mask_S=None, cost_weight=None):
   """The pure core of `infer` (jit it, or call it inside a compiled simulation).
 
   `infer_config` is the static part and `dyn` the dynamic part of an `InferConfig`
   (`tarch.hparams.split`). The pool and the support set are given as encodings with a member
   mask, so that tasks whose pools differ share one shape (and one compiled program).
 
+  With a `cost_weight` lambda (a scalar, may be traced; needs `model.cost_model`), the ascent
+  and the ranking maximise `V - lambda * predicted log cost`, each in units of its standard
+  deviation over a reference set of architectures (`tradeoff_units`: the pool, else the random
+  starts discretised), so that lambda is unit-free: 1 trades one std of value for one std of
+  log cost. Lambda 0 gives exactly the plain result.
+
   Returns:
-    (candidate encodings `[K, E]`, their values `[K]`, their pool rows `[K]` (-1 without a
-    pool), valid `[K]`), best first; invalid entries (duplicates, too few members) last.
+    (candidate encodings `[K, E]`, their values `[K]` (V's, without the cost term), their pool
+    rows `[K]` (-1 without a pool), valid `[K]`), best first; invalid entries (duplicates, too
+    few members) last.
   """
   r = infer_config.num_restarts
   theta_RxE = dyn["init_scale"] * jax.random.normal(key, (r, space.dim))
@@ -149,6 +157,13 @@ def infer_arrays(space: Space, infer_config: InferConfig, dyn: dict, model: Valu
   def value_N(enc_NxE):
     return vn.lower_bound(vn.apply_fused(model.config, fused, g_MxD, enc_NxE), pessimism)
 
+  rate, cost_N = 0.0, lambda enc_NxE: jnp.zeros(enc_NxE.shape[0])
+  if cost_weight is not None:
+    cost_N = lambda enc_NxE: model.cost_model.predict_z(features_F, enc_NxE)
+    value_unit, cost_unit = tradeoff_units(space, infer_config, dyn, model, features_F, key,
+                                           pool_PxE, pool_mask_P)
+    rate = cost_weight * value_unit / cost_unit  # the cost term in V's units
+
   support = None
   if support_SxE is not None:
     if support_mask_S is None:
@@ -160,7 +175,7 @@ def infer_arrays(space: Space, infer_config: InferConfig, dyn: dict, model: Valu
         objective, infer_config, dyn, theta_E, bias_E, space.relax))(theta_NxE)
 
   if infer_config.ascent == "ensemble":
-    objective = lambda enc_E: value_N(enc_E[None])[0]
+    objective = lambda enc_E: value_N(enc_E[None])[0] - rate * cost_N(enc_E[None])[0]
     if support is not None:
       objective = functools.partial(_with_support, objective, support, dyn["support_weight"])
     relaxed_RxE = ascend_all(objective, theta_RxE)
@@ -178,7 +193,8 @@ def infer_arrays(space: Space, infer_config: InferConfig, dyn: dict, model: Valu
       scale_M = jnp.sqrt(jnp.var(value_MxS, axis=1, where=support_mask_S)) + 1e-6
 
     def member(params, g_D, scale, theta_NxE):
-      objective = lambda enc_E: net.apply(params, g_D, enc_E, method=vn.ValueNet.value)
+      objective = lambda enc_E: (net.apply(params, g_D, enc_E, method=vn.ValueNet.value)
+                                 - rate * cost_N(enc_E[None])[0])
       if support is not None:
         objective = functools.partial(_with_support, objective, support, dyn["support_weight"],
                                       scale=scale)
@@ -205,9 +221,37 @@ def infer_arrays(space: Space, infer_config: InferConfig, dyn: dict, model: Valu
     unique_C = (_first_occurrence(rows_C[:, None] == rows_C[None, :])
                 & jnp.isfinite(neg_dist.reshape(-1)))
 
-  values_C = jnp.where(unique_C, value_N(cand_CxE), -jnp.inf)
-  top_values, top = jax.lax.top_k(values_C, min(infer_config.top_k, values_C.shape[0]))
-  return cand_CxE[top], top_values, rows_C[top], jnp.isfinite(top_values)
+  values_C = value_N(cand_CxE)
+  rank_C = jnp.where(unique_C, values_C - rate * cost_N(cand_CxE), -jnp.inf)
+  top_rank, top = jax.lax.top_k(rank_C, min(infer_config.top_k, rank_C.shape[0]))
+  valid_K = jnp.isfinite(top_rank)
+  return cand_CxE[top], jnp.where(valid_K, values_C[top], -jnp.inf), rows_C[top], valid_K
+
+
+def tradeoff_units(space: Space, infer_config: InferConfig, dyn: dict, model: ValueModel,
+                   features_F: jax.Array, key: jax.Array, pool_PxE=None, pool_mask_P=None):
+  """(value unit, cost unit) of the cost-aware trade-off: the standard deviations of V (the
+  ensemble's, with `pessimism`) and of the predicted standardised log cost over a reference set
+  of architectures: the pool's members, else `infer_arrays`' random starts (same key)
+  discretised. Neither depends on the weights, so a weight means the same in every call."""
+  if pool_PxE is None:
+    theta_RxE = dyn["init_scale"] * jax.random.normal(key, (infer_config.num_restarts, space.dim))
+    reference_NxE = space.discretize(space.relax(theta_RxE, 1.0))
+    reference_N = jnp.ones(reference_NxE.shape[0], bool)
+  else:
+    reference_NxE = pool_PxE
+    reference_N = jnp.ones(pool_PxE.shape[0], bool) if pool_mask_P is None else pool_mask_P
+  value_N = vn.lower_bound(vn.apply_embedded(model.config, model.params,
+                                             model.task_embeddings(features_F), reference_NxE),
+                           dyn["pessimism"])
+  cost_N = model.cost_model.predict_z(features_F, reference_NxE)
+  return std_unit(value_N, reference_N), std_unit(cost_N, reference_N)
+
+
+def std_unit(x_N, member_N):
+  """The std over the members, 1 where it is below 1e-6 (a constant: no unit to speak of)."""
+  std = jnp.sqrt(jnp.var(x_N, where=member_N))
+  return jnp.where(std > 1e-6, std, 1.0)
 
 
 _infer_jit = jax.jit(infer_arrays, static_argnames=("space", "infer_config"))
@@ -294,7 +338,8 @@ def _encodings(name: str, enc, space: Space) -> jax.Array | None:
 
 
 def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
-          config: InferConfig = InferConfig(), pool_PxE=None, support_SxE=None) -> Inference:
+          config: InferConfig = InferConfig(), pool_PxE=None, support_SxE=None, *,
+          cost_weights=None, max_cost: float | None = None) -> Inference | ParetoFront:
   """Infers the best architectures for a task from its meta-features alone.
 
   Args:
@@ -309,9 +354,18 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
       its training table, `ds.enc_AxE`); the ascent is pulled toward them with weight
       `config.support_weight`. Default: no support term (with a pool, the optima are
       projected onto its members anyway).
+    cost_weights: optional unit-free weights lambda >= 0 of the predicted log cost (needs a
+      model fitted on a meta-dataset with a `cost` column): for each, the ascent maximises
+      `V - lambda * cost` (`infer_arrays`), all weights in one vmapped program, and the result
+      is the Pareto front of the distinct picks (`ParetoFront`).
+    max_cost: optional hard budget in the table's cost units: the returned architectures are
+      the best predicted ones whose predicted cost is at most it, among the candidates of the
+      ascents at `DEFAULT_COST_WEIGHTS` (or at `cost_weights`, when given).
 
   Returns:
-    An `Inference` with up to `config.top_k` distinct architectures, best predicted first.
+    An `Inference` with up to `config.top_k` distinct architectures, best predicted first
+    (with `max_cost`, each with its predicted cost); with `cost_weights` and no `max_cost`, a
+    `ParetoFront`.
   """
   features_F = jnp.asarray(checked_features(model, features_F))
   if (model.config.encoding_dim, model.config.numeric_dims) != (space.dim, space.numeric_dims):
@@ -321,6 +375,9 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
         f"{space.dim} with numeric entries {list(space.numeric_dims)}")
   pool_PxE = _encodings("pool", pool_PxE, space)
   support_SxE = _encodings("support", support_SxE, space)
+  if cost_weights is not None or max_cost is not None:
+    return _cost_aware(model, space, features_F, key, config, pool_PxE, support_SxE,
+                       cost_weights, max_cost)
   if model.ranker == "blend":
     return _rank_by_blend(model, space, features_F, config, pool_PxE)
   static, dyn = _split(config)
@@ -330,6 +387,111 @@ def infer(model: ValueModel, space: Space, features_F, key: jax.Array,
   return Inference(
       architectures=space.decode_many(enc), encodings=enc, predicted=values,
       pool_indices=rows if pool_PxE is not None else None)
+
+
+# The trade-off weights `max_cost` searches by default: from the plain pick (0) to picks that
+# weigh a std of log cost 16 times a std of value.
+DEFAULT_COST_WEIGHTS = (0.0, 0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)
+
+
+@dataclasses.dataclass(frozen=True)
+class ParetoFront:
+  """The result of `infer(..., cost_weights=...)`: the distinct picks of the weights that no
+  other pick beats in both predicted value and predicted cost, cheapest first."""
+
+  architectures: list[dict[str, Any]]
+  encodings: np.ndarray  # float32 [K, E]
+  predicted: np.ndarray  # float32 [K] predicted value (`ValueModel.score`), rising with cost
+  predicted_cost: np.ndarray  # float64 [K] predicted cost, in the table's units
+  cost_weights: list[tuple[float, ...]]  # the weights whose pick each one is
+  pool_indices: np.ndarray | None  # int [K] rows of the candidate pool, when one was given
+  ranker: str = "value_net"
+
+
+def _checked_weights(model: ValueModel, cost_weights) -> np.ndarray:
+  if model.cost_model is None:
+    raise ValueError("cost-aware inference needs a cost model, and this model has none: it was "
+                     "fitted on a meta-dataset without a `cost` column (see README)")
+  weights = np.asarray(cost_weights, np.float64).reshape(-1)
+  if weights.size == 0 or not np.all(np.isfinite(weights)) or np.any(weights < 0):
+    raise ValueError(f"cost_weights must be one or more finite weights >= 0, got {cost_weights!r}")
+  return weights.astype(np.float32)
+
+
+def _cost_aware(model, space, features_F, key, config, pool_PxE, support_SxE, cost_weights,
+                max_cost):
+  """The candidates of every weight's ascent (or, with the blend ranker, every candidate the
+  blend ranks; it has no ascent, so no support term) pooled, then each weight's pick chosen
+  from the pool in the units of `tradeoff_units`: one candidate set and one unit for all
+  weights, so that a larger weight never picks a costlier architecture. `cost_weights=[0]` is
+  the plain pick; among several weights, weight 0 picks the best predicted value that any
+  weight's ascent found."""
+  weights_L = _checked_weights(model, DEFAULT_COST_WEIGHTS if cost_weights is None
+                               else cost_weights)
+  if max_cost is not None and not (np.isfinite(max_cost) and max_cost >= 0):
+    raise ValueError(f"max_cost must be a finite cost >= 0, got {max_cost!r}")
+  cost_lib = model.cost_model
+  if model.ranker == "blend":  # no ascent: the blend's candidates are the units' reference
+    enc = _blend_candidates(model, pool_PxE)
+    values = np.asarray(model.score(features_F, enc, config.pessimism))
+    rows = np.arange(len(enc))
+    cost = cost_lib.predict(features_F, enc)
+    everyone = jnp.ones(len(enc), bool)
+    units = (float(std_unit(jnp.asarray(values), everyone)),
+             float(std_unit(jnp.asarray(np.log(cost + float(cost_lib.floor))), everyone)))
+  else:
+    static, dyn = _split(config)
+    (enc, values, rows, valid), units = jax.device_get(_infer_weights_jit(
+        space, static, dyn, model, features_F, key, pool_PxE, support_SxE,
+        jnp.asarray(weights_L)))
+    enc, values, rows = enc[valid], values[valid], rows[valid]
+    index = _distinct(enc)
+    enc, values, rows = enc[index], values[index], rows[index]
+    cost = cost_lib.predict(features_F, enc)
+    units = (float(units[0]), float(units[1]) * float(cost_lib.std))  # z units to log units
+  log_cost = np.log(cost + float(cost_lib.floor))
+  has_pool = pool_PxE is not None
+  if max_cost is None:
+    # Each weight's pick: the best value - weight * log cost, each in its unit; ties to the
+    # cheaper candidate.
+    rank_LxN = (values[None] / units[0]
+                - weights_L[:, None].astype(np.float64) * log_cost[None] / units[1])
+    pick_L = np.array([np.lexsort((cost, -rank))[0] for rank in rank_LxN])
+    picks = list(dict.fromkeys(pick_L.tolist()))  # distinct, in weight order
+    from tarch import pareto  # pareto builds on this module
+    keep = [i for i, ok in zip(picks, pareto.pareto_mask(values[picks], cost[picks])) if ok]
+    keep = sorted(keep, key=lambda i: (cost[i], -values[i]))  # cheapest first
+    return ParetoFront(architectures=space.decode_many(enc[keep]), encodings=enc[keep],
+                       predicted=values[keep], predicted_cost=cost[keep],
+                       cost_weights=[tuple(float(w) for w in weights_L[pick_L == i]) for i in keep],
+                       pool_indices=rows[keep] if has_pool else None, ranker=model.ranker)
+  within = np.flatnonzero(cost <= max_cost)
+  if within.size == 0:
+    raise ValueError(f"no candidate is predicted to cost at most max_cost={max_cost:g}: the "
+                     f"cheapest found is predicted at {cost.min():.4g}")
+  top = within[np.argsort(-values[within], kind="stable")][:config.top_k]
+  return Inference(architectures=space.decode_many(enc[top]), encodings=enc[top],
+                   predicted=values[top], pool_indices=rows[top] if has_pool else None,
+                   ranker=model.ranker, predicted_cost=cost[top])
+
+
+def _distinct(enc_NxE: np.ndarray) -> np.ndarray:
+  """Indices of the first occurrence of each distinct encoding (to 1e-4 of range)."""
+  keys = [np.round(e * 1e4).astype(np.int64).tobytes() for e in enc_NxE]
+  return np.array(sorted({k: i for i, k in reversed(list(enumerate(keys)))}.values()), np.int64)
+
+
+def _infer_weights(space, infer_config, dyn, model, features_F, key, pool_PxE, support_SxE,
+                   weights_L):
+  """`infer_arrays` at every cost weight, one vmapped ascent (`[L, K, ...]` outputs), and the
+  trade-off's units (`tradeoff_units`)."""
+  out = jax.vmap(lambda w: infer_arrays(space, infer_config, dyn, model, features_F, key,
+                                        pool_PxE, None, support_SxE, None, cost_weight=w)
+                 )(weights_L)
+  return out, tradeoff_units(space, infer_config, dyn, model, features_F, key, pool_PxE)
+
+
+_infer_weights_jit = jax.jit(_infer_weights, static_argnames=("space", "infer_config"))
 
 
 def checked_features(model: ValueModel, features_F) -> np.ndarray:
@@ -350,14 +512,18 @@ def checked_features(model: ValueModel, features_F) -> np.ndarray:
 def _rank_by_blend(model: ValueModel, space: Space, features_F, config: InferConfig,
                    pool_PxE) -> Inference:
   """The pool (or the training table's architectures) ranked by the model's blend."""
-  if pool_PxE is None:  # The architectures that some training task evaluated.
-    table = model.kernel.table
-    seen_A = np.asarray((table.evaluated_TxA & model.kernel.train_T[:, None]).any(0))
-    candidates = np.asarray(table.enc_AxE)[seen_A]
-  else:
-    candidates = np.asarray(pool_PxE)
+  candidates = _blend_candidates(model, pool_PxE)
   scores = np.asarray(model.score(features_F, candidates, config.pessimism))
   top = np.argsort(-scores, kind="stable")[:config.top_k]
   enc = candidates[top]
   return Inference(architectures=space.decode_many(enc), encodings=enc, predicted=scores[top],
                    pool_indices=top if pool_PxE is not None else None, ranker=model.ranker)
+
+
+def _blend_candidates(model: ValueModel, pool_PxE) -> np.ndarray:
+  """What the blend ranks: the pool, or the architectures some training task evaluated."""
+  if pool_PxE is not None:
+    return np.asarray(pool_PxE)
+  table = model.kernel.table
+  seen_A = np.asarray((table.evaluated_TxA & model.kernel.train_T[:, None]).any(0))
+  return np.asarray(table.enc_AxE)[seen_A]

@@ -140,6 +140,11 @@ def normalized_regret(chosen_test: float, test_P) -> float:
   return float(_regret(np.float64(chosen), test))
 
 
+def normalized_regrets(chosen_X, test_P) -> np.ndarray:
+  """`normalized_regret` of each of several picks against one pool (float64 `[X]`)."""
+  return _regret(_as_vector("chosen_X", chosen_X), _as_vector("test_P", test_P))
+
+
 def percentile(chosen_test: float, test_P) -> float:
   """Fraction of the pool whose test score is <= the pick's (1.0 for the best candidate).
 

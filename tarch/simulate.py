@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tarch import baselines, hparams, infer, meta_train, ranker, tables, task_kernel
+from tarch import baselines, cost_model, hparams, infer, meta_train, ranker, tables, task_kernel
 from tarch import runs as runs_lib
 from tarch import value_net as vn
 from tarch.space import Space
@@ -70,6 +70,9 @@ class Data(flax.struct.PyTreeNode):
   # what a simulated training on the held-out task returns
   group_T: jax.Array  # int32 each task's group: a held-out task's whole group is left out of
   # training (default: each task its own group, leave-one-task-out)
+  log_cost_TxA: jax.Array  # float32 log(cost + floor) (`tarch.cost_model.log_cost_table`), NaN
+  # where not evaluated or when the meta-dataset has no cost column
+  cost_floor: jax.Array  # float32 the floor added before the log
 
   @classmethod
   def build(cls, ds: runs_lib.MetaDataset, target: str, groups=None) -> Data:
@@ -93,9 +96,14 @@ class Data(flax.struct.PyTreeNode):
       out_TxA[ds.task_R, ds.arch_R] = (values_R - best_T[ds.task_R]) / range_T[ds.task_R]
       return jnp.asarray(out_TxA, jnp.float32)
 
+    if ds.has_cost:
+      log_cost_TxA, floor = cost_model.log_cost_table(ds)
+    else:
+      log_cost_TxA, floor = np.full((ds.num_tasks, ds.num_archs), np.nan, np.float32), 1.0
     return cls(train=meta_train.prepare_data(ds, target), table=tables.PercentileTable.build(ds),
                test_TxA=scaled(ds.test_score_R), score_TxA=scaled(ds.score_R),
-               group_T=jnp.asarray(group_T, jnp.int32))
+               group_T=jnp.asarray(group_T, jnp.int32), log_cost_TxA=jnp.asarray(log_cost_TxA),
+               cost_floor=jnp.asarray(floor, jnp.float32))
 
 
 class Result(flax.struct.PyTreeNode):

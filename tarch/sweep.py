@@ -262,7 +262,7 @@ def _data_parts(ds: runs_lib.MetaDataset) -> list:
   """What a simulation reads from the meta-dataset."""
   return [json.dumps(ds.space.to_dict(), sort_keys=True), "\n".join(ds.arch_keys),
           "\n".join(ds.task_names), ds.features_TxF, ds.enc_AxE, ds.task_R, ds.arch_R, ds.score_R,
-          ds.test_score_R]
+          ds.test_score_R, ds.cost_R]
 
 
 def compiled_programs() -> int:

@@ -34,3 +34,10 @@ def test_api_tour(tmp_path, synthetic_dir):
   assert not {str(a) for a in out.architectures} & {str(a) for a in trained}
   assert np.all(np.isfinite(out.predicted)) and np.all(out.uncertainty >= 0)
   assert np.isclose(out.value_net_weight + out.task_weights.sum(), 1.0, atol=1e-5)
+
+  # The cost-aware section: the synthetic meta-dataset has a cost column.
+  front = infer.infer(model, ds.space, features, jax.random.key(0), cost_weights=[0, 0.5, 1, 2, 4])
+  assert len(front.architectures) >= 1 and np.all(np.diff(front.predicted_cost) >= 0)
+  budget = float(np.median(ds.cost_R))
+  cheap = infer.infer(model, ds.space, features, jax.random.key(0), max_cost=budget)
+  assert cheap.predicted_cost[0] <= budget

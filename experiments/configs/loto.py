@@ -17,7 +17,8 @@ import dataclasses
 
 import ml_collections
 
-from tarch.infer import InferConfig
+from tarch.cost_model import CostConfig
+from tarch.infer import DEFAULT_COST_WEIGHTS, InferConfig
 from tarch.meta_train import TrainConfig
 from tarch.value_net import ValueNetConfig
 
@@ -49,8 +50,16 @@ def library_configs(config: ml_collections.ConfigDict
   return (net, TrainConfig(**train, seed=seed), InferConfig(**config.infer.to_dict()))
 
 
+def cost_config(config: ml_collections.ConfigDict) -> CostConfig:
+  """The cost model's typed config."""
+  cost = config.cost.to_dict()
+  cost["hidden"], cost["task_weights"] = tuple(cost["hidden"]), tuple(cost["task_weights"])
+  return CostConfig(**cost)
+
+
 def get_config(variant: str = "") -> ml_collections.ConfigDict:
-  """The LOTO config; `variant` "tiny" shrinks everything for smoke tests."""
+  """The LOTO config. `variant`: comma-separated, "tiny" shrinks everything for smoke tests,
+  "cost" turns on the cost-aware evaluation at the default grid of weights."""
   config = ml_collections.ConfigDict()
   config.seed = 0  # seeds the value-network training and the ascent of every fold
   # Folds per compiled, vmapped call (balanced chunks; a multiple of the device count). Each
@@ -59,11 +68,21 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   config.value_net = group(ValueNetConfig)
   config.train = group(TrainConfig)
   config.infer = group(InferConfig)
-  if variant == "tiny":
+  # Cost-aware evaluation (`tarch.pareto`): trade-off weights lambda of the predicted log cost;
+  # empty: off. The `cost` variant sets `tarch.infer.DEFAULT_COST_WEIGHTS`.
+  config.cost_weights = ()
+  config.cost = group(CostConfig)
+  variants = set(variant.split(",")) - {""}
+  unknown = variants - {"tiny", "cost"}
+  if unknown:
+    raise ValueError(f"unknown config variant {sorted(unknown)}; valid: '' (default), 'tiny', "
+                     f"'cost', or both comma-separated")
+  if "cost" in variants:
+    config.cost_weights = DEFAULT_COST_WEIGHTS
+  if "tiny" in variants:
     config.value_net = group(ValueNetConfig, interaction_hidden=(16,), task_hidden=(8,))
     config.train = group(TrainConfig, ensemble_size=2, num_steps=40, eval_every=20,
                           batch_size=32, eval_size=64)
     config.infer = group(InferConfig, num_restarts=8, num_steps=20)
-  elif variant:
-    raise ValueError(f"unknown config variant {variant!r}; valid: '' (default), 'tiny'")
+    config.cost = group(CostConfig, hidden=(16,), num_steps=50, batch_size=64, members=2)
   return config
