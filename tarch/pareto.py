@@ -97,7 +97,9 @@ def _picks(score_A, cost_A, member_A, weights_L, reference_A):
   rank_LxA = jnp.where(member_A[None],
                        score_A[None] / unit_s - weights_L[:, None] * cost_A[None] / unit_c,
                        -jnp.inf)
-  best_LxA = rank_LxA >= rank_LxA.max(1, keepdims=True)
+  # Ties within float rounding (XLA may compute a fused rank twice, not bit for bit alike).
+  top_L1 = rank_LxA.max(1, keepdims=True)
+  best_LxA = member_A[None] & (rank_LxA >= top_L1 - 1e-6 * (1 + jnp.abs(top_L1)))
   return jnp.argmin(jnp.where(best_LxA, cost_A[None], jnp.inf), axis=1).astype(jnp.int32)
 
 

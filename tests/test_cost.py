@@ -230,3 +230,10 @@ def test_loto_without_cost_weights_writes_no_front(synthetic_dir, tmp_path):
 def test_unknown_config_variant_is_named():
   with pytest.raises(ValueError, match="unknown config variant"):
     get_config("tiny,costs")
+
+
+def test_the_simulations_picks_break_ties_to_the_cheaper_member():
+  score, cost = jnp.array([1.0, 1.0, 0.5, 9.0]), jnp.array([2.0, 1.0, 0.0, -5.0])
+  member = jnp.array([True, True, True, False])  # the best and cheapest is not a member
+  picks = pareto._picks(score, cost, member, jnp.array([0.0, 100.0]), member)
+  np.testing.assert_array_equal(picks, [1, 2])
