@@ -4,6 +4,7 @@ Run:
   python -m experiments.loto --benchmark=nasbench_graph --workdir=/tmp/loto
   python -m experiments.loto --data_dir=DIR --workdir=/tmp/loto        # any meta-dataset
   python -m experiments.loto --config=experiments/configs/loto.py:tiny ...  # seconds, for tests
+  python -m experiments.loto --config=experiments/configs/loto.py:cost ...  # + cost-aware fronts
 
 Cost: the default on NAS-Bench-Graph (9 folds) takes about a minute on 2 CPU cores; see
 BUILD_NOTES.md for measured times and the quality it reaches (mean normalised regret of `tarch`
