@@ -39,7 +39,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from tarch import cost_model, infer, metrics, simulate
+from tarch import baselines, cost_model, infer, metrics, simulate
 from tarch import runs as runs_lib
 
 METHODS = ("tarch", "best_on_average", "random")
@@ -103,10 +103,6 @@ def _picks(score_A, cost_A, member_A, weights_L, reference_A):
   return jnp.argmin(jnp.where(best_LxA, cost_A[None], jnp.inf), axis=1).astype(jnp.int32)
 
 
-def _best_within(score_A, member_A):
-  return jnp.argmax(jnp.where(member_A, score_A, -jnp.inf)).astype(jnp.int32)
-
-
 def simulate_cost(static: Static, dyn: dict, data: simulate.Data, task: jax.Array) -> Result:
   """One cost-aware leave-one-task-out fold (pure; jit, vmap and shard it)."""
   f = simulate.fold(static.base, dyn, data, task)
@@ -143,12 +139,12 @@ def simulate_cost(static: Static, dyn: dict, data: simulate.Data, task: jax.Arra
   budget = jnp.nanmedian(jnp.where(pool_A, actual_A, jnp.nan))
   under = predicted_A <= budget
   tarch_budget = jnp.where(
-      (candidates_A & under).any(), _best_within(f.score_A, candidates_A & under),
-      jnp.where((pool_A & under).any(), _best_within(f.score_A, pool_A & under),
-                _best_within(-predicted_A, pool_A)))
+      (candidates_A & under).any(), baselines.best_in_pool(f.score_A, candidates_A & under),
+      jnp.where((pool_A & under).any(), baselines.best_in_pool(f.score_A, pool_A & under),
+                baselines.best_in_pool(-predicted_A, pool_A)))
   boa_under = pool_A & (mean_cost_A <= budget)
-  boa_budget = jnp.where(boa_under.any(), _best_within(pct_A, boa_under),
-                         _best_within(-mean_cost_A, pool_A))
+  boa_budget = jnp.where(boa_under.any(), baselines.best_in_pool(pct_A, boa_under),
+                         baselines.best_in_pool(-mean_cost_A, pool_A))
   return Result(
       tarch_L=_picks(f.score_A, predicted_A, candidates_A, weights_L, pool_A),
       best_on_average_L=_picks(pct_A, mean_cost_A, pool_A, weights_L, pool_A),

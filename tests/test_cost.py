@@ -221,12 +221,6 @@ def test_loto_cost_aware_outputs_and_resume(synthetic_dir, tmp_path):
     assert json.load(f) == summary
 
 
-def test_loto_without_cost_weights_writes_no_front(synthetic_dir, tmp_path):
-  workdir = str(tmp_path / "plain")
-  loto.run(get_config("tiny"), workdir, data_dir=synthetic_dir)
-  assert not os.path.exists(os.path.join(workdir, "loto_pareto.json"))
-
-
 def test_unknown_config_variant_is_named():
   with pytest.raises(ValueError, match="unknown config variant"):
     get_config("tiny,costs")

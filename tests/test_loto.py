@@ -48,6 +48,7 @@ def test_loto_end_to_end_and_resume(tmp_path, synthetic_dir, batches):
   assert len(results) == 6 * len(evaluate.METHODS)
   assert list(results.columns) == evaluate.RESULT_COLUMNS
   assert os.path.getsize(os.path.join(workdir, "loto_regret.png")) > 1000
+  assert not os.path.exists(os.path.join(workdir, "loto_pareto.json"))  # cost-aware: off
 
   # A rerun reuses every finished fold; a removed chunk is recomputed, and only that one.
   folds = os.path.join(workdir, "folds")
