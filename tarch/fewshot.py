@@ -208,7 +208,8 @@ def simulate_fewshot(static: Static, dyn: dict, data: simulate.Data, task: jax.A
                        dyn["refine"]["prior_floor"])
 
   def tarch_scores(obs_N, y_N, mask_N, b):
-    score_A, _, _, w_H = refine.acquisition(prior, obs_N, y_N, mask_N, dyn["refine"])
+    score_A, _, _, w_H = refine.acquisition(prior, prior.z_HxX[:, obs_N], y_N, mask_N,
+                                             dyn["refine"])
     return score_A, w_H[0] / jnp.maximum(w_H.sum(), 1e-30)
 
   def fixed(score_A):

@@ -44,8 +44,10 @@ observed architectures), T tasks, K observations (padded).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import functools
+import hashlib
 from typing import Any, ClassVar
 
 import flax.struct
@@ -91,6 +93,14 @@ class Prior(flax.struct.PyTreeNode):
   prior_H: jax.Array  # float32 pi' (summing to the blend's total weight); 0: not a hypothesis
   score_X: jax.Array  # float32 s_0, the zero-shot score: the refined one is s_0 plus the
   # change of weights times z, so that no change leaves it exactly as it is
+  center_H: jax.Array  # float32 each hypothesis's mean over the candidates and
+  scale_H: jax.Array  # its standard deviation (0: constant): z of points outside X
+
+  def standardize(self, raw_HxK: jax.Array) -> jax.Array:
+    """Raw hypothesis scores `[H, K]` of any points in the units of `z_HxX`."""
+    ok_H = self.scale_H > 0
+    return jnp.where(ok_H[:, None], (raw_HxK - self.center_H[:, None])
+                     / jnp.where(ok_H, self.scale_H, 1.0)[:, None], 0.0)
 
 
 def prior(model: ValueModel, z_F: jax.Array, value_X: jax.Array, rows_X: jax.Array,
@@ -109,15 +119,15 @@ def prior(model: ValueModel, z_F: jax.Array, value_X: jax.Array, rows_X: jax.Arr
   kernel = model.kernel
   table = kernel.table
   pct_TxX = table.pct_TxA[:, rows_X]
-  z_TxX = jax.vmap(ranker.standardize, in_axes=(0, None))(pct_TxX, member_X)
-  z_HxX = jnp.concatenate([ranker.standardize(value_X, member_X)[None], z_TxX])
+  raw_HxX = jnp.concatenate([value_X[None], pct_TxX])
+  center_H, scale_H = jax.vmap(_moments, in_axes=(0, None))(raw_HxX, member_X)
   comp_CxX = ranker.table_components(kernel, z_F, jnp.zeros(table.enc_AxE.shape[0]))[:, rows_X]
   comp_CxX = comp_CxX.at[0].set(value_X)
   blend_C = model.blend_C
   s0_X = ranker.blend_scores(blend_C, comp_CxX, member_X)
 
-  std = jax.vmap(lambda x: _std(x, member_X))
-  sd_C, sd_T = std(comp_CxX), std(pct_TxX)
+  sd_C = jax.vmap(lambda x: _moments(x, member_X)[1])(comp_CxX)
+  sd_T = scale_H[1:]
   # Each table component is a weighted mean of the tasks' percentiles, so after standardising
   # it weighs task t by w_ct / sum(w_c) * sd_t / sd_c in units of z_t.
   weights_CxT = jnp.stack([kernel.weights(z_F, bandwidth=jnp.float32(b))
@@ -132,13 +142,16 @@ def prior(model: ValueModel, z_F: jax.Array, value_X: jax.Array, rows_X: jax.Arr
   uniform_H = valid_H / valid_H.sum()
   prior_H = total * ((1 - prior_floor) * prior_H / total + prior_floor * uniform_H)
   prior_H = jnp.where(valid_H, prior_H, 0.0)
-  return Prior(z_HxX=z_HxX, prior_H=prior_H, score_X=s0_X)
+  p = Prior(z_HxX=jnp.zeros_like(raw_HxX), prior_H=prior_H, score_X=s0_X, center_H=center_H,
+            scale_H=scale_H)
+  return p.replace(z_HxX=p.standardize(raw_HxX))
 
 
-def _std(x_X, member_X):
+def _moments(x_X, member_X):
+  """Mean and standard deviation of `x_X` over the members (as `ranker.standardize`'s)."""
   n = jnp.maximum(member_X.sum(), 1)
   mean = jnp.sum(jnp.where(member_X, x_X, 0.0)) / n
-  return jnp.sqrt(jnp.sum(jnp.where(member_X, (x_X - mean) ** 2, 0.0)) / n)
+  return mean, jnp.sqrt(jnp.sum(jnp.where(member_X, (x_X - mean) ** 2, 0.0)) / n)
 
 
 def kendall_tau(z_HxK: jax.Array, y_K: jax.Array, mask_K: jax.Array) -> jax.Array:
@@ -150,16 +163,17 @@ def kendall_tau(z_HxK: jax.Array, y_K: jax.Array, mask_K: jax.Array) -> jax.Arra
           / jnp.maximum(above_KxK.sum(), 1))
 
 
-def weight_change(p: Prior, obs_K: jax.Array, y_K: jax.Array, mask_K: jax.Array, power,
-                  prior_strength) -> jax.Array:
-  """w_H - pi'_H: how the observations (points `obs_K` of `p` with scores `y_K`, where
-  `mask_K`) move the prior weights, the prior counting as `prior_strength` observations. The
-  new weights w = pi' + change mix the prior with the evidence weights max(0, tau_h)^power at
-  the prior's total; the change is exactly 0 without observations or evidence."""
-  total = p.prior_H.sum()
-  prior_share_H = p.prior_H / jnp.where(total > 0, total, 1.0)
-  tau_H = kendall_tau(p.z_HxX[:, obs_K], y_K, mask_K)
-  evidence_H = jnp.where(p.prior_H > 0, jnp.maximum(tau_H, 0.0) ** power, 0.0)
+def weight_change(prior_H: jax.Array, z_HxK: jax.Array, y_K: jax.Array, mask_K: jax.Array,
+                  power, prior_strength) -> jax.Array:
+  """w_H - pi'_H: how the observations (hypothesis scores `z_HxK`, observed scores `y_K`,
+  where `mask_K`) move the prior weights `prior_H`, the prior counting as `prior_strength`
+  observations. The new weights w = pi' + change mix the prior with the evidence weights
+  max(0, tau_h)^power at the prior's total; the change is exactly 0 without observations or
+  evidence."""
+  total = prior_H.sum()
+  prior_share_H = prior_H / jnp.where(total > 0, total, 1.0)
+  tau_H = kendall_tau(z_HxK, y_K, mask_K)
+  evidence_H = jnp.where(prior_H > 0, jnp.maximum(tau_H, 0.0) ** power, 0.0)
   evidence_total = evidence_H.sum()
   # No hypothesis ranks the observations better than chance: nothing to move the prior toward.
   evidence_share_H = jnp.where(evidence_total > 0,
@@ -180,10 +194,11 @@ def refined_scores(p: Prior, change_H: jax.Array) -> tuple[jax.Array, jax.Array,
   return mean_X, spread_X, w_H
 
 
-def acquisition(p: Prior, obs_K, y_K, mask_K, dyn: dict):
-  """(what suggestions are ranked by `[X]`, refined mean `[X]`, spread `[X]`, weights `[H]`),
-  `dyn` the dynamic part of a `RefineConfig`."""
-  change_H = weight_change(p, obs_K, y_K, mask_K, dyn["power"], dyn["prior_strength"])
+def acquisition(p: Prior, z_HxK, y_K, mask_K, dyn: dict):
+  """(what suggestions are ranked by `[X]`, refined mean `[X]`, spread `[X]`, weights `[H]`)
+  after observations with hypothesis scores `z_HxK` (`Prior.standardize`, or columns of
+  `p.z_HxX`), `dyn` the dynamic part of a `RefineConfig`."""
+  change_H = weight_change(p.prior_H, z_HxK, y_K, mask_K, dyn["power"], dyn["prior_strength"])
   mean_X, spread_X, w_H = refined_scores(p, change_H)
   return mean_X + dyn["exploration"] * spread_X, mean_X, spread_X, w_H
 
@@ -202,24 +217,28 @@ class Refinement:
   value_net_weight: float  # updated share of V
 
 
-@functools.partial(jax.jit, static_argnames=("q",))
-def _refine(model: ValueModel, features_F, cand_CxE, rows_C, obs_KxE, rows_K, y_K, mask_K,
-            dyn, pessimism, q):
+@jax.jit
+def _prepare(model: ValueModel, features_F, cand_CxE, rows_C, pessimism, prior_floor) -> Prior:
+  """The prior over the candidates: V and the table components scored once per task."""
   z_F = model.scaler.standardize(features_F)
-  enc_XxE = jnp.concatenate([cand_CxE, obs_KxE])
-  rows_X = jnp.concatenate([rows_C, rows_K])
-  c = cand_CxE.shape[0]
-  member_X = jnp.arange(enc_XxE.shape[0]) < c
-  value_X = vn.lower_bound(model.predict_members(features_F, enc_XxE), pessimism)
-  p = prior(model, z_F, value_X, rows_X, member_X, dyn["prior_floor"])
-  score_X, mean_X, spread_X, w_H = acquisition(p, c + jnp.arange(obs_KxE.shape[0]), y_K, mask_K,
-                                               dyn)
-  # Candidates equal to an observed architecture are not suggested again.
-  seen_C = jnp.any(mask_K[None] & jnp.all(cand_CxE[:, None] == obs_KxE[None], -1), 1)
-  score_C = jnp.where(seen_C, -jnp.inf, score_X[:c])
-  top_score, top = jax.lax.top_k(score_C, min(q, c))
+  value_C = vn.lower_bound(model.predict_members(features_F, cand_CxE), pessimism)
+  return prior(model, z_F, value_C, rows_C, jnp.ones(cand_CxE.shape[0], bool), prior_floor)
+
+
+@functools.partial(jax.jit, static_argnames=("q",))
+def _suggest(model: ValueModel, p: Prior, features_F, obs_KxE, rows_K, cand_K, y_K, mask_K, dyn,
+             pessimism, q):
+  """Top `q` candidates after the observations (`cand_K`: each one's candidate index, or the
+  number of candidates where it is none), with refined means, spreads and hypothesis shares."""
+  value_K = vn.lower_bound(model.predict_members(features_F, obs_KxE), pessimism)
+  z_HxK = p.standardize(jnp.concatenate([value_K[None], model.kernel.table.pct_TxA[:, rows_K]]))
+  score_C, mean_C, spread_C, w_H = acquisition(p, z_HxK, y_K, mask_K, dyn)
+  c = score_C.shape[0]
+  # Observed candidates are not suggested again.
+  seen_C = jnp.zeros(c, bool).at[jnp.where(mask_K, cand_K, c)].set(True, mode="drop")
+  top_score, top = jax.lax.top_k(jnp.where(seen_C, -jnp.inf, score_C), min(q, c))
   share_H = w_H / jnp.maximum(w_H.sum(), 1e-30)
-  return top, jnp.isfinite(top_score), mean_X[top], spread_X[top], share_H
+  return top, jnp.isfinite(top_score), mean_C[top], spread_C[top], share_H
 
 
 def _padded_length(k: int) -> int:
@@ -228,80 +247,138 @@ def _padded_length(k: int) -> int:
   return max(8, 1 << max(k - 1, 0).bit_length())
 
 
-def refine(model: ValueModel, space: Space, features_F, observed, scores, q: int = 1,
-           pool_PxE=None, config: RefineConfig = RefineConfig(),
-           infer_config: infer.InferConfig = infer.InferConfig()) -> Refinement:
-  """The next `q` architectures to train on a task, given the results of those trained so far.
+def _key(enc_E: np.ndarray) -> bytes:
+  return (enc_E + np.float32(0.0)).tobytes()  # + 0: -0.0 and 0.0 are one architecture
+
+
+class TaskRefiner:
+  """Few-shot suggestions for one task: its candidates are scored once, at construction, so
+  that each `suggest` costs only the observations' update (a sequential search calls it after
+  every training).
 
   Args:
     model: a model fitted with the training tasks' table attached (`tarch.meta_train.fit`
       with `TrainConfig.blend`, the default, or `restore` of one).
     space: the search space the model was trained on.
     features_F: the task's raw meta-features.
-    observed: the architectures trained on the task so far: dictionaries (`space.encode`) or
-      encodings `[K, E]`; may be empty.
-    scores: their validation scores `[K]`, higher is better (only their order is used).
-    q: how many suggestions (a batch to train at once), distinct and not among `observed`.
     pool_PxE: optional encodings of the allowed architectures (default: every architecture a
       training task evaluated).
     config: refinement settings.
     infer_config: the zero-shot inference settings to refine from (V's values are ranked with
       its `pessimism`, as `tarch.infer` ranks them).
-
-  Returns:
-    A `Refinement` with up to `q` architectures, best first.
   """
-  if model.kernel is None or model.blend_C is None:
-    raise ValueError("refine needs the training tasks' table attached to the model: fit it with "
-                     "TrainConfig.blend=True (the default), or restore one saved after such a fit")
-  if not isinstance(q, (int, np.integer)) or isinstance(q, bool) or q < 1:
-    raise ValueError(f"q must be a positive integer, got {q!r}")
-  features_F = infer.checked_features(model, features_F)
-  if (model.config.encoding_dim, model.config.numeric_dims) != (space.dim, space.numeric_dims):
-    raise ValueError(f"the model was trained on an encoding of width {model.config.encoding_dim},"
-                     f" but space {space.name!r} has width {space.dim}")
-  obs_KxE = _observed_encodings(space, observed)
-  y_K = np.asarray(scores, np.float64)
-  if y_K.ndim != 1 or y_K.shape[0] != obs_KxE.shape[0]:
-    raise ValueError(f"scores must be a vector of one score per observed architecture "
-                     f"({obs_KxE.shape[0]}), got shape {y_K.shape}")
-  if not np.all(np.isfinite(y_K)):
-    bad = int(np.argmax(~np.isfinite(y_K)))
-    raise ValueError(f"score {bad} is {float(y_K[bad])}: scores must be finite")
-  table = model.kernel.table
-  if pool_PxE is None:  # the table's own architectures: their rows are known
-    rows_C = np.flatnonzero(np.asarray((table.evaluated_TxA & model.kernel.train_T[:, None])
-                                       .any(0)))
-    cand_CxE = np.asarray(table.enc_AxE)[rows_C]
-  else:
-    cand_CxE = np.asarray(pool_PxE, np.float32)
-    if cand_CxE.ndim != 2 or cand_CxE.shape[1] != space.dim or cand_CxE.shape[0] == 0:
-      raise ValueError(f"pool must have shape [N>0, {space.dim}], got {cand_CxE.shape}")
-    if not np.all(np.isfinite(cand_CxE)):
-      raise ValueError("pool encodings must be finite")
-    # A pool listing an architecture twice: suggested once, as its first row.
-    keep_C = np.sort(np.unique(cand_CxE, axis=0, return_index=True)[1])
-    cand_CxE = cand_CxE[keep_C]
-    rows_C = tables.table_rows(table.enc_AxE, cand_CxE)
-  k = obs_KxE.shape[0]
-  n = _padded_length(k)
-  # Ranks, not scores, enter the compiled function: float32 could round distinct scores equal.
-  # Equal scores get equal ranks, so ties stay ties.
-  rank_K = np.searchsorted(np.sort(y_K), y_K).astype(np.float32)
-  pad = lambda x: np.concatenate([x, np.zeros((n - k,) + x.shape[1:], x.dtype)])
-  rows_K = tables.table_rows(table.enc_AxE, obs_KxE) if k else np.zeros(0, np.int64)
-  _, dyn = _split(config)
-  top, valid, mean, spread, share_H = jax.device_get(_refine(
-      model, jnp.asarray(features_F, jnp.float32), jnp.asarray(cand_CxE),
-      jnp.asarray(rows_C, jnp.int32), jnp.asarray(pad(obs_KxE)),
-      jnp.asarray(pad(rows_K), jnp.int32), jnp.asarray(pad(rank_K)),
-      jnp.asarray(np.arange(n) < k), dyn, jnp.float32(infer_config.pessimism), int(q)))
-  top, mean, spread = top[valid], mean[valid], spread[valid]
-  enc = cand_CxE[top]
-  return Refinement(architectures=space.decode_many(enc), encodings=enc, predicted=mean,
-                    uncertainty=spread,
-                    pool_indices=keep_C[top] if pool_PxE is not None else None,
-                    task_weights=share_H[1:], value_net_weight=float(share_H[0]))
+
+  def __init__(self, model: ValueModel, space: Space, features_F, pool_PxE=None,
+               config: RefineConfig = RefineConfig(),
+               infer_config: infer.InferConfig = infer.InferConfig()):
+    if model.kernel is None or model.blend_C is None:
+      raise ValueError("refine needs the training tasks' table attached to the model: fit it "
+                       "with TrainConfig.blend=True (the default), or restore one saved after "
+                       "such a fit")
+    features_F = infer.checked_features(model, features_F)
+    if (model.config.encoding_dim, model.config.numeric_dims) != (space.dim, space.numeric_dims):
+      raise ValueError(f"the model was trained on an encoding of width "
+                       f"{model.config.encoding_dim}, but space {space.name!r} has width "
+                       f"{space.dim}")
+    table = model.kernel.table
+    self._table_enc_AxE = np.asarray(table.enc_AxE)
+    if pool_PxE is None:  # the table's own architectures: their rows are known
+      rows_C = np.flatnonzero(np.asarray((table.evaluated_TxA & model.kernel.train_T[:, None])
+                                         .any(0)))
+      cand_CxE = self._table_enc_AxE[rows_C]
+      self._pool_rows = None
+    else:
+      cand_CxE = np.asarray(pool_PxE, np.float32)
+      if cand_CxE.ndim != 2 or cand_CxE.shape[1] != space.dim or cand_CxE.shape[0] == 0:
+        raise ValueError(f"pool must have shape [N>0, {space.dim}], got {cand_CxE.shape}")
+      if not np.all(np.isfinite(cand_CxE)):
+        raise ValueError("pool encodings must be finite")
+      # A pool listing an architecture twice: suggested once, as its first row.
+      self._pool_rows = np.sort(np.unique(cand_CxE, axis=0, return_index=True)[1])
+      cand_CxE = cand_CxE[self._pool_rows]
+      rows_C = tables.table_rows(self._table_enc_AxE, cand_CxE)
+    self.model, self.space, self.config, self.infer_config = model, space, config, infer_config
+    self._cand_CxE = cand_CxE
+    self._cand_index = {_key(e): c for c, e in enumerate(cand_CxE)}
+    self._features_F = jnp.asarray(features_F)
+    _, self._dyn = _split(config)
+    self._prior = _prepare(model, self._features_F, jnp.asarray(cand_CxE),
+                           jnp.asarray(rows_C, jnp.int32), jnp.float32(infer_config.pessimism),
+                           self._dyn["prior_floor"])
+
+  def suggest(self, observed, scores, q: int = 1) -> Refinement:
+    """The next `q` architectures to train, given the results of those trained so far.
+
+    Args:
+      observed: the architectures trained on the task so far: dictionaries (`space.encode`)
+        or encodings `[K, E]`; may be empty.
+      scores: their validation scores `[K]`, higher is better (only their order is used).
+      q: how many suggestions (a batch to train at once), distinct and not among `observed`.
+
+    Returns:
+      A `Refinement` with up to `q` architectures, best first.
+    """
+    if not isinstance(q, (int, np.integer)) or isinstance(q, bool) or q < 1:
+      raise ValueError(f"q must be a positive integer, got {q!r}")
+    obs_KxE = _observed_encodings(self.space, observed)
+    y_K = np.asarray(scores, np.float64)
+    if y_K.ndim != 1 or y_K.shape[0] != obs_KxE.shape[0]:
+      raise ValueError(f"scores must be a vector of one score per observed architecture "
+                       f"({obs_KxE.shape[0]}), got shape {y_K.shape}")
+    if not np.all(np.isfinite(y_K)):
+      bad = int(np.argmax(~np.isfinite(y_K)))
+      raise ValueError(f"score {bad} is {float(y_K[bad])}: scores must be finite")
+    k = obs_KxE.shape[0]
+    n = _padded_length(k)
+    # Ranks, not scores, enter the compiled function: float32 could round distinct scores
+    # equal. Equal scores get equal ranks, so ties stay ties.
+    rank_K = np.searchsorted(np.sort(y_K), y_K).astype(np.float32)
+    pad = lambda x: np.concatenate([x, np.zeros((n - k,) + x.shape[1:], x.dtype)])
+    rows_K = (tables.table_rows(self._table_enc_AxE, obs_KxE) if k
+              else np.zeros(0, np.int64))
+    c = self._cand_CxE.shape[0]
+    cand_K = np.array([self._cand_index.get(_key(e), c) for e in obs_KxE], np.int64)
+    top, valid, mean, spread, share_H = jax.device_get(_suggest(
+        self.model, self._prior, self._features_F, jnp.asarray(pad(obs_KxE)),
+        jnp.asarray(pad(rows_K), jnp.int32), jnp.asarray(pad(cand_K), jnp.int32),
+        jnp.asarray(pad(rank_K)), jnp.asarray(np.arange(n) < k), self._dyn,
+        jnp.float32(self.infer_config.pessimism), int(q)))
+    top, mean, spread = top[valid], mean[valid], spread[valid]
+    enc = self._cand_CxE[top]
+    return Refinement(architectures=self.space.decode_many(enc), encodings=enc, predicted=mean,
+                      uncertainty=spread,
+                      pool_indices=self._pool_rows[top] if self._pool_rows is not None else None,
+                      task_weights=share_H[1:], value_net_weight=float(share_H[0]))
+
+
+_REFINERS: collections.OrderedDict = collections.OrderedDict()
+_MAX_REFINERS = 4
+
+
+def refine(model: ValueModel, space: Space, features_F, observed, scores, q: int = 1,
+           pool_PxE=None, config: RefineConfig = RefineConfig(),
+           infer_config: infer.InferConfig = infer.InferConfig()) -> Refinement:
+  """The next `q` architectures to train on a task, given the results of those trained so
+  far: `TaskRefiner(model, space, features_F, pool_PxE, config, infer_config).suggest(
+  observed, scores, q)` (see both for the arguments).
+
+  The refiners of the last few (model, space, task, pool, settings) are kept, so that a
+  sequential search calling `refine` after every training scores the candidates once; a
+  model is recognised by identity (the same object), the rest by value.
+  """
+  features = np.asarray(features_F, np.float64)
+  pool = None if pool_PxE is None else np.asarray(pool_PxE, np.float32)
+  key = (id(model), id(space), features.shape, features.tobytes(),
+         None if pool is None else (pool.shape, hashlib.blake2b(pool.tobytes()).digest()),
+         config, infer_config)
+  refiner = _REFINERS.get(key)
+  if refiner is None or refiner.model is not model or refiner.space is not space:
+    refiner = TaskRefiner(model, space, features_F, pool_PxE, config, infer_config)
+    _REFINERS[key] = refiner
+    while len(_REFINERS) > _MAX_REFINERS:
+      _REFINERS.popitem(last=False)
+  _REFINERS.move_to_end(key)
+  return refiner.suggest(observed, scores, q)
 
 
 @functools.lru_cache(maxsize=16)

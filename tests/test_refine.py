@@ -55,13 +55,16 @@ def test_padding_and_monotone_transformations_change_nothing(model, synthetic_ds
   obs = cand[seen]
   # Scores ordered as training task 1 orders them, so that the weights move off the prior.
   y = jnp.asarray(table.pct_TxA)[1, rows_C[seen]] + jnp.linspace(0.0, 1e-3, seen.shape[0])
+  refiner = refine.TaskRefiner(model, synthetic_ds.space, features)
   _, dyn = refine.hparams.split(refine.RefineConfig())
 
   def call(width, scores):
     pad = width - obs.shape[0]
-    return refine._refine(
-        model, features, cand, rows_C, jnp.concatenate([obs, jnp.zeros((pad, obs.shape[1]))]),
+    # Padded slots name candidate 0 and score 7: the mask must keep both out.
+    return refine._suggest(
+        model, refiner._prior, features, jnp.concatenate([obs, jnp.zeros((pad, obs.shape[1]))]),
         jnp.concatenate([rows_C[seen], jnp.zeros(pad, jnp.int32)]),
+        jnp.concatenate([seen, jnp.zeros(pad, seen.dtype)]),
         jnp.concatenate([scores, jnp.full(pad, 7.0)]), jnp.arange(width) < obs.shape[0], dyn,
         jnp.float32(0.0), 4)
 
@@ -151,13 +154,13 @@ def test_kendall_tau_and_the_weight_change():
   # Two hypotheses over three points, prior 0.75 / 0.25 summing to 2: the second ranks the two
   # observations right (tau 1), the first wrong (tau -1). With n = 2 and n0 = 1 the weights are
   # 2 (1/3 prior share + 2/3 evidence share).
-  p = refine.Prior(z_HxX=jnp.asarray([[1.0, 0.0, 0.5], [0.0, 1.0, 0.5]]),
-                   prior_H=jnp.asarray([1.5, 0.5]), score_X=jnp.zeros(3))
-  obs, y2, m2 = jnp.asarray([0, 1]), jnp.asarray([0.0, 1.0]), jnp.asarray([True, True])
-  change = refine.weight_change(p, obs, y2, m2, 4.0, 1.0)
-  np.testing.assert_allclose(p.prior_H + change, 2 * (np.array([0.75, 0.25]) / 3
+  prior_H = jnp.asarray([1.5, 0.5])
+  z_HxK = jnp.asarray([[1.0, 0.0], [0.0, 1.0]])
+  y2, m2 = jnp.asarray([0.0, 1.0]), jnp.asarray([True, True])
+  change = refine.weight_change(prior_H, z_HxK, y2, m2, 4.0, 1.0)
+  np.testing.assert_allclose(prior_H + change, 2 * (np.array([0.75, 0.25]) / 3
                                                       + 2 / 3 * np.array([0.0, 1.0])), rtol=1e-6)
-  none = refine.weight_change(p, obs, y2, jnp.asarray([False, False]), 4.0, 1.0)
+  none = refine.weight_change(prior_H, z_HxK, y2, jnp.asarray([False, False]), 4.0, 1.0)
   assert np.all(np.asarray(none) == 0)  # exactly: the zero-shot scores are left as they are
 
 
@@ -174,3 +177,36 @@ def test_suggestions_from_a_pool_and_from_dictionaries(model, synthetic_ds):
   doubled = np.concatenate([pool, pool[5:6]])
   twice = refine.refine(model, space, features, [], [], q=len(doubled), pool_PxE=doubled)
   assert sorted(twice.pool_indices.tolist()) == list(range(len(pool)))
+
+
+def test_a_task_refiner_scores_its_candidates_once(model, synthetic_ds, monkeypatch):
+  """`refine` keeps the refiner of a (model, task, pool, settings) it has seen: a second call
+  with new observations scores no candidate again and equals a fresh refiner's answer; another
+  task, pool or model gets its own."""
+  space, features = synthetic_ds.space, synthetic_ds.features_TxF[HELD_OUT]
+  cand = _candidates(model)
+  refine._REFINERS.clear()
+  prepared = []
+  original = refine._prepare
+  monkeypatch.setattr(refine, "_prepare", lambda *a: prepared.append(1) or original(*a))
+  first = refine.refine(model, space, features, cand[:2], [0.1, 0.9], q=3)
+  second = refine.refine(model, space, features, cand[:4], [0.1, 0.9, 0.5, 0.7], q=3)
+  assert len(prepared) == 1
+  fresh = refine.TaskRefiner(model, space, features).suggest(cand[:4], [0.1, 0.9, 0.5, 0.7],
+                                                             q=3)
+  np.testing.assert_array_equal(second.encodings, fresh.encodings)
+  np.testing.assert_allclose(second.predicted, fresh.predicted, rtol=1e-6)
+  np.testing.assert_array_equal(first.encodings,
+                                refine.TaskRefiner(model, space, features)
+                                .suggest(cand[:2], [0.1, 0.9], q=3).encodings)
+  prepared.clear()
+  refine.refine(model, space, synthetic_ds.features_TxF[HELD_OUT - 1], [], [])
+  refine.refine(model, space, features, [], [], pool_PxE=cand[:10])
+  refine.refine(model.replace(blend_C=model.blend_C * 0.5), space, features, [], [])
+  assert len(prepared) == 3
+  # An observed architecture that is not a candidate still counts as evidence, scored in the
+  # candidates' units.
+  pool = cand[:10]
+  outside = refine.refine(model, space, features, cand[10:14], [0.1, 0.9, 0.5, 0.7], q=10,
+                          pool_PxE=pool)
+  assert len(outside.architectures) == 10
