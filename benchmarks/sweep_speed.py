@@ -1,13 +1,15 @@
 """Vmapped sweep vs a sequential loop of the same task simulations, side by side.
 
   python benchmarks/sweep_speed.py [--seeds 0,1,2] [--config ''] [--chunk_size 0]
+      [--compare_chunk_size 0]
 
 Runs every NAS-Bench-Graph leave-one-task-out fold for each seed (9 folds x 3 seeds = 27
 simulations by default) twice in one process: as a sequential loop (`simulate.simulate_jit`
 called once per simulation: one compiled program, reused) and as one `tarch.sweep` (chunks of
 `--chunk_size` simulations, default all of them, `jax.vmap`ped and sharded over the local
-devices). Both include their compilation; both give the same picks (checked). The last line is
-`vmapped_vs_loop_speedup=X` (loop time / sweep time).
+devices), and with `--compare_chunk_size N` once more in chunks of N, side by side. All include
+their compilation; all give the same picks (checked). The last line is
+`vmapped_vs_loop_speedup=X` (loop time / sweep time, chunks of `--chunk_size`).
 """
 
 import argparse
@@ -28,6 +30,8 @@ def main():
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--config", default="", help="variant of experiments/configs/loto.py")
   parser.add_argument("--chunk_size", type=int, default=0, help="0: every simulation at once")
+  parser.add_argument("--compare_chunk_size", type=int, default=0,
+                      help="also time the sweep in chunks of this many (0: not)")
   args = parser.parse_args()
   with tempfile.TemporaryDirectory() as tmp:
     ds = runs.load_meta_dataset(nasbench_graph.convert(tmp))
@@ -52,14 +56,21 @@ def main():
   print(f"loop:    {loop:7.1f}s  ({len(sims) / loop:.3f} simulations/s; training steps per "
         f"simulation {min(steps)}-{max(steps)}, mean {np.mean(steps):.0f})", flush=True)
 
-  start = time.perf_counter()
-  with tempfile.TemporaryDirectory() as store:
-    outcomes = sweep.run(ds, static, train, infer_config, spec, store,
-                         chunk_size=args.chunk_size or len(sims), progress=None)
-  vmapped = time.perf_counter() - start
-  print(f"vmapped: {vmapped:7.1f}s  ({len(sims) / vmapped:.3f} simulations/s)")
-  same = all((o.result.pick_K == p).all() for o, p in zip(outcomes, loop_picks))
-  print(f"same picks: {same}")
+  def timed_sweep(chunk_size):
+    start = time.perf_counter()
+    with tempfile.TemporaryDirectory() as store:
+      outcomes = sweep.run(ds, static, train, infer_config, spec, store, chunk_size=chunk_size,
+                           progress=None)
+    seconds = time.perf_counter() - start
+    same = all((o.result.pick_K == p).all() for o, p in zip(outcomes, loop_picks))
+    print(f"vmapped, chunks of {chunk_size}: {seconds:7.1f}s  ({len(sims) / seconds:.3f} "
+          f"simulations/s), same picks: {same}, speedup over the loop {loop / seconds:.2f}",
+          flush=True)
+    return seconds
+
+  vmapped = timed_sweep(args.chunk_size or len(sims))
+  if args.compare_chunk_size:
+    timed_sweep(args.compare_chunk_size)
   print(f"vmapped_vs_loop_speedup={loop / vmapped:.2f}")
 
 
