@@ -18,9 +18,14 @@ The swept values are listed in `experiments/configs/sweep.py`. Writes into the w
                        standard error over held-out tasks of the seed-averaged regret
   sweep_regret.png     mean regret (+- se) of each method for each configuration
 
-With --multihost, `jax.distributed.initialize()` connects the processes (its usual environment
-or cluster auto-detection); each process runs its share of the chunks on its own devices and
-writes its own chunk files, and process 0 writes the reports once all are done.
+With --multihost, `jax.distributed.initialize()` connects the processes: with
+--coordinator_address, --num_processes and --process_id where they are given, else JAX's
+environment and cluster auto-detection (SLURM, Open MPI, Cloud TPU, ...). Each process runs its
+share of the chunks on its own devices and writes its own chunk files, and process 0 writes the
+reports once all are done. On plain machines, start one process per host:
+
+  python -m experiments.sweep ... --multihost --coordinator_address=HOST0:1234 \
+      --num_processes=2 --process_id=0      # and --process_id=1 on the other host
 """
 
 from __future__ import annotations
@@ -49,6 +54,12 @@ def define_flags() -> None:
   loto.define_data_flags()
   flags.DEFINE_bool("multihost", False, "Call jax.distributed.initialize() and split the "
                     "chunks over the processes.")
+  flags.DEFINE_string("coordinator_address", None, "With --multihost: host:port of process "
+                      "0 (default: JAX_COORDINATOR_ADDRESS or cluster auto-detection).")
+  flags.DEFINE_integer("num_processes", None, "With --multihost: how many processes (default: "
+                       "cluster auto-detection).")
+  flags.DEFINE_integer("process_id", None, "With --multihost: this process's index, 0 to "
+                       "num_processes - 1 (default: cluster auto-detection).")
 
 
 def _values(name: str, text: str, cast) -> tuple:
@@ -132,8 +143,12 @@ def main(argv: Sequence[str]) -> None:
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   index, count = 0, 1
+  given = {k: FLAGS[k].value for k in ("coordinator_address", "num_processes", "process_id")
+           if FLAGS[k].value is not None}
+  if given and not FLAGS.multihost:
+    raise app.UsageError(f"--{', --'.join(given)} only apply with --multihost")
   if FLAGS.multihost:
-    jax.distributed.initialize()
+    jax.distributed.initialize(**given)
     index, count = jax.process_index(), jax.process_count()
   run(FLAGS.config, FLAGS.workdir, data_dir=FLAGS.data_dir, benchmark=FLAGS.benchmark,
       tasks=FLAGS.tasks, process_index=index, process_count=count)

@@ -130,3 +130,29 @@ def test_dynamic_fields_keep_their_declared_types():
     meta_train.TrainConfig(seed=2**31)
   with pytest.raises(ValueError, match=r"repeated in \['seeds'\]"):
     sweep.Spec(tasks=(0, 1), seeds=(0, 0))
+
+
+def test_multihost_sweep_splits_the_chunks_over_processes(tmp_path, synthetic_dir):
+  """Two processes on this machine, connected by `jax.distributed`: each runs its share of the
+  chunks and writes its own chunk file; process 0 writes the reports from both, running none
+  again."""
+  import socket
+  with socket.socket() as s:  # a free port for the coordinator
+    s.bind(("localhost", 0))
+    port = s.getsockname()[1]
+  workdir = tmp_path / "sweep"
+  command = [sys.executable, "-m", "experiments.sweep",
+             "--config=experiments/configs/sweep.py:tiny", f"--data_dir={synthetic_dir}",
+             f"--workdir={workdir}", "--tasks=task_00,task_01", "--config.chunk_size=1",
+             "--multihost", f"--coordinator_address=localhost:{port}", "--num_processes=2"]
+  procs = [subprocess.Popen(command + [f"--process_id={i}"], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True) for i in (0, 1)]
+  outs = [p.communicate(timeout=600)[0] for p in procs]
+  for p, out in zip(procs, outs):
+    assert p.returncode == 0, out[-3000:]
+    assert "[1/2] simulations done" in out, out[-3000:]  # each ran one simulation of two
+  assert len(os.listdir(workdir / "simulations")) == 2
+  with open(workdir / "sweep_summary.json") as f:
+    summary = json.load(f)
+  assert summary["configs"][0]["methods"]["tarch"]["num_simulations"] == 2
+  assert "wrote" in outs[0] and "wrote" not in outs[1]
