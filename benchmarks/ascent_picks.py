@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs.loto import get_config, library_configs
-from tarch import adapters, infer, meta_train, metrics, runs, tables
+from tarch import adapters, baselines, infer, meta_train, metrics, runs, tables
 
 
 def main():
@@ -39,34 +39,35 @@ def main():
     ds = runs.load_meta_dataset(adapters.prepare(
         tmp, args.data_dir, None if args.data_dir else args.benchmark))
   net, train, infer_config = library_configs(get_config(args.config))
-  enc_AxE = np.ascontiguousarray(ds.enc_AxE, np.float32)
-  row_of = {e.tobytes(): a for a, e in enumerate(enc_AxE)}
-  evaluated_TxA = np.zeros((ds.num_tasks, ds.num_archs), bool)
-  evaluated_TxA[ds.task_R, ds.arch_R] = True
+  enc_AxE = np.asarray(ds.enc_AxE, np.float32)
+  table = tables.PercentileTable.build(ds)
+  evaluated_TxA = np.asarray(table.evaluated_TxA)
   test_TxA = np.full((ds.num_tasks, ds.num_archs), np.nan)
   test_TxA[ds.task_R, ds.arch_R] = ds.test_score_R
-  pct = np.asarray(tables.PercentileTable.build(ds).pct_TxA)
   rows = []
   print(f"{'seed':>4s} {'task':36s} {'off table':>9s} {'in pool':>7s} {'ascent':>7s} "
         f"{'V pool':>7s} {'boa':>7s}")
   for seed in (int(s) for s in args.seeds.split(",")):
     tc = dataclasses.replace(train, seed=seed, blend=False)
     for t in range(ds.num_tasks):
-      others = np.delete(np.arange(ds.num_tasks), t)
-      model, _ = meta_train.fit(ds, net, tc, train_tasks=others, train_cost_model=False)
+      train_T = np.arange(ds.num_tasks) != t
+      model, _ = meta_train.fit(ds, net, tc, train_tasks=np.flatnonzero(train_T),
+                                train_cost_model=False)
       features = jnp.asarray(ds.features_TxF[t], jnp.float32)
       out = infer.infer(model, ds.space, features, jax.random.fold_in(jax.random.key(seed), t),
                         infer_config)
-      cand = [row_of.get((e + np.float32(0)).tobytes(), -1) for e in out.encodings]
-      trained_A = evaluated_TxA[others].any(0)
+      nearest = tables.table_rows(enc_AxE, out.encodings)
+      cand = np.where(np.all(enc_AxE[nearest] == out.encodings, 1), nearest, -1)  # -1: none
+      trained_A = evaluated_TxA[train_T].any(0)
       off_table = [a < 0 or not trained_A[a] for a in cand]
       in_pool = [a >= 0 and evaluated_TxA[t, a] for a in cand]
-      pool = np.flatnonzero(evaluated_TxA[t])
-      test_P = test_TxA[t, pool]
+      pool_A = evaluated_TxA[t]
+      test_P = test_TxA[t, pool_A]
       regret = lambda a: metrics.normalized_regret(test_TxA[t, a], test_P)
-      value_P = np.asarray(model.predict(features, jnp.asarray(enc_AxE[pool])))
-      v_pool = regret(pool[int(np.argmax(value_P))])
-      boa = regret(pool[int(np.argmax(pct[others][:, pool].mean(0)))])
+      value_A = np.asarray(model.predict(features, jnp.asarray(enc_AxE)))
+      v_pool = regret(int(baselines.best_in_pool(jnp.asarray(value_A), jnp.asarray(pool_A))))
+      boa = regret(int(baselines.best_on_average(table, jnp.asarray(train_T),
+                                                 jnp.asarray(pool_A))))
       ascent = regret(cand[0]) if in_pool[0] else np.nan
       rows.append(dict(off=off_table, in_pool=in_pool, ascent=ascent, v_pool=v_pool, boa=boa))
       print(f"{seed:4d} {ds.task_names[t][:36]:36s} {str(off_table[0]):>9s} "

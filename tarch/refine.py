@@ -98,9 +98,13 @@ class Prior(flax.struct.PyTreeNode):
 
   def standardize(self, raw_HxK: jax.Array) -> jax.Array:
     """Raw hypothesis scores `[H, K]` of any points in the units of `z_HxX`."""
-    ok_H = self.scale_H > 0
-    return jnp.where(ok_H[:, None], (raw_HxK - self.center_H[:, None])
-                     / jnp.where(ok_H, self.scale_H, 1.0)[:, None], 0.0)
+    return _standardize(raw_HxK, self.center_H, self.scale_H)
+
+
+def _standardize(raw_HxK, center_H, scale_H):
+  ok_H = scale_H > 0
+  return jnp.where(ok_H[:, None], (raw_HxK - center_H[:, None])
+                   / jnp.where(ok_H, scale_H, 1.0)[:, None], 0.0)
 
 
 def prior(model: ValueModel, z_F: jax.Array, value_X: jax.Array, rows_X: jax.Array,
@@ -142,9 +146,8 @@ def prior(model: ValueModel, z_F: jax.Array, value_X: jax.Array, rows_X: jax.Arr
   uniform_H = valid_H / valid_H.sum()
   prior_H = total * ((1 - prior_floor) * prior_H / total + prior_floor * uniform_H)
   prior_H = jnp.where(valid_H, prior_H, 0.0)
-  p = Prior(z_HxX=jnp.zeros_like(raw_HxX), prior_H=prior_H, score_X=s0_X, center_H=center_H,
-            scale_H=scale_H)
-  return p.replace(z_HxX=p.standardize(raw_HxX))
+  return Prior(z_HxX=_standardize(raw_HxX, center_H, scale_H), prior_H=prior_H, score_X=s0_X,
+               center_H=center_H, scale_H=scale_H)
 
 
 def _moments(x_X, member_X):
@@ -281,11 +284,11 @@ class TaskRefiner:
                        f"{model.config.encoding_dim}, but space {space.name!r} has width "
                        f"{space.dim}")
     table = model.kernel.table
-    self._table_enc_AxE = np.asarray(table.enc_AxE)
+    self._table = tables.TableIndex(table.enc_AxE)
     if pool_PxE is None:  # the table's own architectures: their rows are known
       rows_C = np.flatnonzero(np.asarray((table.evaluated_TxA & model.kernel.train_T[:, None])
                                          .any(0)))
-      cand_CxE = self._table_enc_AxE[rows_C]
+      cand_CxE = self._table.enc_AxE[rows_C]
       self._pool_rows = None
     else:
       cand_CxE = np.asarray(pool_PxE, np.float32)
@@ -296,7 +299,7 @@ class TaskRefiner:
       # A pool listing an architecture twice: suggested once, as its first row.
       self._pool_rows = np.sort(np.unique(cand_CxE, axis=0, return_index=True)[1])
       cand_CxE = cand_CxE[self._pool_rows]
-      rows_C = tables.table_rows(self._table_enc_AxE, cand_CxE)
+      rows_C = self._table.rows(cand_CxE)
     self.model, self.space, self.config, self.infer_config = model, space, config, infer_config
     self._cand_CxE = cand_CxE
     self._cand_index = {_key(e): c for c, e in enumerate(cand_CxE)}
@@ -334,8 +337,7 @@ class TaskRefiner:
     # equal. Equal scores get equal ranks, so ties stay ties.
     rank_K = np.searchsorted(np.sort(y_K), y_K).astype(np.float32)
     pad = lambda x: np.concatenate([x, np.zeros((n - k,) + x.shape[1:], x.dtype)])
-    rows_K = (tables.table_rows(self._table_enc_AxE, obs_KxE) if k
-              else np.zeros(0, np.int64))
+    rows_K = self._table.rows(obs_KxE) if k else np.zeros(0, np.int64)
     c = self._cand_CxE.shape[0]
     cand_K = np.array([self._cand_index.get(_key(e), c) for e in obs_KxE], np.int64)
     top, valid, mean, spread, share_H = jax.device_get(_suggest(

@@ -136,30 +136,41 @@ def _sortable_key(x: jax.Array) -> jax.Array:
   return jnp.where(negative, ~bits, bits | jnp.uint32(2**31))
 
 
+class TableIndex:
+  """The rows of a table's architectures, for repeated lookups (`rows`): the exact-match index
+  is built once. Keep one where a large table is searched on every call (`tarch.refine`)."""
+
+  def __init__(self, enc_AxE):
+    self.enc_AxE = np.ascontiguousarray(enc_AxE, np.float32)
+    self._exact = {row.tobytes(): a for a, row in enumerate(self.enc_AxE)}  # the last of equals
+
+  def rows(self, candidates_CxE) -> np.ndarray:
+    """Row of each candidate (host): the equal one, else the nearest (int64 `[C]`).
+
+    Table architectures are looked up exactly; only the others are searched, in blocks.
+    """
+    enc_AxE = self.enc_AxE
+    candidates = np.ascontiguousarray(candidates_CxE, np.float32)
+    if candidates.ndim != 2 or candidates.shape[1] != enc_AxE.shape[1]:
+      raise ValueError(f"candidates must have shape [C, {enc_AxE.shape[1]}], got "
+                       f"{candidates.shape}")
+    rows = np.array([self._exact.get(row.tobytes(), -1) for row in candidates], np.int64)
+    missing = np.flatnonzero(rows < 0)
+    if missing.size:
+      sq_A = (enc_AxE.astype(np.float64) ** 2).sum(1)
+      for block in np.array_split(missing, -(-missing.size // _NEAREST_BLOCK)):
+        d = sq_A[None] - 2 * candidates[block].astype(np.float64) @ enc_AxE.T.astype(np.float64)
+        rows[block] = np.argmin(d, axis=1)
+    return rows
+
+
 @functools.lru_cache(maxsize=8)
-def _exact_index(enc_bytes: bytes, width: int) -> dict[bytes, int]:
-  """Row of each encoding of a table (the last of equal rows), built once per table: callers
-  such as `tarch.refine` look up a few architectures in a large table on every call."""
-  enc_AxE = np.frombuffer(enc_bytes, np.float32).reshape(-1, width)
-  return {row.tobytes(): a for a, row in enumerate(enc_AxE)}
+def _cached_index(enc_bytes: bytes, width: int) -> TableIndex:
+  return TableIndex(np.frombuffer(enc_bytes, np.float32).reshape(-1, width))
 
 
 def table_rows(enc_AxE, candidates_CxE) -> np.ndarray:
-  """Row of `enc_AxE` of each candidate (host): the equal one, else the nearest (int64 `[C]`).
-
-  Table architectures are looked up exactly; only the others are searched, in blocks.
-  """
+  """`TableIndex(enc_AxE).rows(candidates_CxE)`, the index kept for the last few tables (found
+  by hashing the table's bytes, a cost per call that a kept `TableIndex` avoids)."""
   enc_AxE = np.ascontiguousarray(enc_AxE, np.float32)
-  candidates = np.ascontiguousarray(candidates_CxE, np.float32)
-  if candidates.ndim != 2 or candidates.shape[1] != enc_AxE.shape[1]:
-    raise ValueError(f"candidates must have shape [C, {enc_AxE.shape[1]}], got "
-                     f"{candidates.shape}")
-  index = _exact_index(enc_AxE.tobytes(), enc_AxE.shape[1])
-  rows = np.array([index.get(row.tobytes(), -1) for row in candidates], np.int64)
-  missing = np.flatnonzero(rows < 0)
-  if missing.size:
-    sq_A = (enc_AxE.astype(np.float64) ** 2).sum(1)
-    for block in np.array_split(missing, -(-missing.size // _NEAREST_BLOCK)):
-      d = sq_A[None] - 2 * candidates[block].astype(np.float64) @ enc_AxE.T.astype(np.float64)
-      rows[block] = np.argmin(d, axis=1)
-  return rows
+  return _cached_index(enc_AxE.tobytes(), enc_AxE.shape[1]).rows(candidates_CxE)
