@@ -117,19 +117,25 @@ def test_one_and_four_devices_give_the_same_runs_table(tmp_path):
   pd.testing.assert_frame_equal(one, four, check_exact=False, rtol=1e-5, atol=1e-5)
 
 
-def test_sigkill_then_rerun_loses_and_duplicates_nothing(tmp_path):
-  """The small config, killed after its first finished batch, then run again to the end."""
-  reference = generate.run(get_config("small"), str(tmp_path / "reference"),
-                           progress=lambda _: None)
+def test_sigkill_then_rerun_loses_and_duplicates_nothing(tmp_path, tiny_offline_config):
+  """A generation of 18 batches of 2 models, killed after its first finished batch, then run to
+  the end."""
+  overrides = dict(num_architectures=6, batch_models=2, num_seeds=2)
+  config = tiny_offline_config()
+  config.update(overrides)
+  reference = generate.run(config, str(tmp_path / "reference"), progress=lambda _: None)
   workdir = tmp_path / "killed"
+  flags = [f"--config.{k}={v}" for k, v in overrides.items()] + [
+      "--config.tasks.num_tasks=3", "--config.child.num_steps=20", "--config.child.max_width=16"]
+  assert config.tasks.num_tasks == 3 and config.child.num_steps == 20  # the fixture's config
   command = [sys.executable, "-m", "experiments.generate",
-             "--config=experiments/configs/offline.py:small", f"--workdir={workdir}"]
+             "--config=experiments/configs/offline.py:small", *flags, f"--workdir={workdir}"]
   batches = workdir / "generate" / "batches"
   proc = subprocess.Popen(command, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
   deadline = time.time() + 300
   while time.time() < deadline and not list(batches.glob("*.parquet")):
     assert proc.poll() is None, "generate finished or crashed before it could be killed"
-    time.sleep(0.05)
+    time.sleep(0.01)
   proc.send_signal(signal.SIGKILL)
   proc.wait()
   before = {p.name: p.read_bytes() for p in batches.glob("*.parquet")}
@@ -137,6 +143,7 @@ def test_sigkill_then_rerun_loses_and_duplicates_nothing(tmp_path):
 
   subprocess.run(command, cwd=ROOT, check=True, stdout=subprocess.DEVNULL,
                  stderr=subprocess.DEVNULL)
+  assert len(list(batches.glob("*.parquet"))) > len(before)  # the kill left work to resume
   for name, content in before.items():  # finished batches were kept, not trained again
     assert (batches / name).read_bytes() == content
   resumed = pd.read_parquet(workdir / "meta_dataset" / "runs.parquet")
