@@ -686,7 +686,9 @@ def restore(directory: str | os.PathLike) -> ValueModel:
   kernel = None
   if "kernel" in state:
     fields = dict(state["kernel"])
-    fields["table"] = tables.PercentileTable(**fields["table"])
+    table = fields["table"]  # models saved before the per-task row lists get them derived
+    fields["table"] = tables.PercentileTable.create(table["pct_TxA"], table["evaluated_TxA"],
+                                                    table["enc_AxE"])
     kernel = task_kernel_lib.TaskKernel(**fields)
   cost = None
   if cost_config is not None:

@@ -19,8 +19,8 @@ component that uses it.
 
 A pure function of device arrays, so the choice runs inside a compiled, vmapped simulation.
 
-Shape letters: T tasks, A architectures, F meta-features, M ensemble members, C components,
-S candidate blends.
+Shape letters: T tasks, A architectures, N one task's evaluated architectures (padded), F
+meta-features, M ensemble members, C components, S candidate blends.
 """
 
 from __future__ import annotations
@@ -80,12 +80,14 @@ def blend_scores(weight_xC: jax.Array, scores_CxA: jax.Array, member_A: jax.Arra
 
 
 def table_components(kernel: task_kernel_lib.TaskKernel, z_F: jax.Array,
-                     value_A: jax.Array) -> jax.Array:
-  """The component scores `[C, A]` of every table architecture for a task with standardised
-  meta-features `z_F`: V's values `value_A`, then the kernel over `kernel.train_T` at each of
-  `KERNEL_BANDWIDTHS`, then best_on_average over the same tasks."""
-  kernels = [kernel.scores(z_F, bandwidth=jnp.float32(b)) for b in KERNEL_BANDWIDTHS]
-  boa = kernel.table.scores(kernel.train_T.astype(jnp.float32))
+                     value_A: jax.Array, rows_N: jax.Array | None = None) -> jax.Array:
+  """The component scores `[C, A]` of every table architecture (`[C, N]`: of `rows_N`) for a
+  task with standardised meta-features `z_F`: V's values `value_A` (of the same
+  architectures), then the kernel over `kernel.train_T` at each of `KERNEL_BANDWIDTHS`, then
+  best_on_average over the same tasks."""
+  kernels = [kernel.scores(z_F, bandwidth=jnp.float32(b), rows_N=rows_N)
+             for b in KERNEL_BANDWIDTHS]
+  boa = kernel.table.scores(kernel.train_T.astype(jnp.float32), rows_N)
   return jnp.stack([value_A, *kernels, boa])
 
 
@@ -99,17 +101,17 @@ def heldout_blend_metrics(model: ValueModel, table: tables.PercentileTable, feat
   holder_T = jnp.argmax(held_MxT, axis=0)
   blends_SxC = jnp.asarray(BLENDS)
 
-  def one(t):
+  def one(t):  # over the task's own results only (`rows_TxN`): the others are not members
     m = holder_T[t]
+    rows_N, member_N = table.rows_TxN[t], table.valid_TxN[t]
     g_D = model.task_embeddings(features_TxF[t])[m]
     params = jax.tree.map(lambda x: x[m], model.params)
-    value_A = net.apply(params, g_D, table.enc_AxE, method=vn.ValueNet.value)
+    value_N = net.apply(params, g_D, table.enc_AxE[rows_N], method=vn.ValueNet.value)
     kernel = task_kernel_lib.TaskKernel.build(z_TxF, fit_MxT[m], table)
-    scores_CxA = table_components(kernel, z_TxF[t], value_A)
-    member_A = table.evaluated_TxA[t]
-    return jax.vmap(lambda score_A: tables.top_quantile_mean(
-        score_A, table.pct_TxA[t], member_A, top_quantile))(
-            blend_scores(blends_SxC, scores_CxA, member_A))
+    scores_CxN = table_components(kernel, z_TxF[t], value_N, rows_N)
+    return jax.vmap(lambda score_N: tables.top_quantile_mean(
+        score_N, table.pct_TxA[t, rows_N], member_N, top_quantile))(
+            blend_scores(blends_SxC, scores_CxN, member_N))
 
   metric_TxS = jax.lax.map(one, jnp.arange(held_MxT.shape[1]))
   return jnp.where(held_MxT.any(0)[:, None], metric_TxS, jnp.nan)

@@ -14,7 +14,8 @@ t, of the architectures evaluated on t nearest to a in encoding space (the mean 
 an architecture where any weighted task measured it, and the nearest-neighbour entries of every
 weighted task only where none did.
 
-Shape letters: T tasks, A architectures of the meta-dataset, E encoding width, R results.
+Shape letters: T tasks, A architectures of the meta-dataset, N one task's evaluated architectures
+(padded), E encoding width, R results.
 """
 
 from __future__ import annotations
@@ -40,6 +41,22 @@ class PercentileTable(flax.struct.PyTreeNode):
   pct_TxA: jax.Array  # float32 percentile in (0, 1] (nearest evaluated where not evaluated)
   evaluated_TxA: jax.Array  # bool: architecture a was evaluated on task t
   enc_AxE: jax.Array  # float32 encodings of the architectures
+  rows_TxN: jax.Array  # int32 each task's evaluated architectures, ascending, padded (N: the
+  # most any task evaluated), so that work over one task's own results costs N, not A
+  valid_TxN: jax.Array  # bool: the entry of rows_TxN is one of them (not padding)
+
+  @classmethod
+  def create(cls, pct_TxA, evaluated_TxA, enc_AxE) -> PercentileTable:
+    """From the dense arrays (host values): the per-task row lists are derived."""
+    evaluated = np.asarray(evaluated_TxA, bool)
+    counts = evaluated.sum(1)
+    n = max(int(counts.max(initial=0)), 1)
+    valid = np.arange(n) < counts[:, None]
+    rows = np.zeros(valid.shape, np.int32)
+    rows[valid] = np.nonzero(evaluated)[1]  # row-major: each task's columns, ascending
+    return cls(pct_TxA=jnp.asarray(pct_TxA, jnp.float32), evaluated_TxA=jnp.asarray(evaluated),
+               enc_AxE=jnp.asarray(enc_AxE, jnp.float32), rows_TxN=jnp.asarray(rows),
+               valid_TxN=jnp.asarray(valid))
 
   @classmethod
   def build(cls, ds: runs_lib.MetaDataset) -> PercentileTable:
@@ -70,28 +87,31 @@ class PercentileTable(flax.struct.PyTreeNode):
                        0.0)
         tie = d <= d.min(1, keepdims=True) + 1e-9
         pct[t, block] = (tie * pct[t, seen]).sum(1) / tie.sum(1)
-    return cls(pct_TxA=jnp.asarray(pct), evaluated_TxA=jnp.asarray(evaluated),
-               enc_AxE=jnp.asarray(enc_AxE))
+    return cls.create(pct, evaluated, enc_AxE)
 
   @property
   def num_tasks(self) -> int:
     return self.pct_TxA.shape[0]
 
-  def scores(self, weight_T: jax.Array) -> jax.Array:
-    """Weighted mean percentile `[A]` of every architecture, for non-negative `weight_T`.
+  def scores(self, weight_T: jax.Array, rows_N: jax.Array | None = None) -> jax.Array:
+    """Weighted mean percentile `[A]` of every architecture (or `[N]` of the architectures
+    `rows_N`), for non-negative `weight_T`.
 
     Over the weighted tasks that evaluated the architecture; where none did, over every
     weighted task's nearest evaluated architectures. Weights need not sum to one.
     """
     weight_T = jnp.asarray(weight_T, jnp.float32)
+    pct_TxA, evaluated_TxA = self.pct_TxA, self.evaluated_TxA
+    if rows_N is not None:
+      pct_TxA, evaluated_TxA = pct_TxA[:, rows_N], evaluated_TxA[:, rows_N]
     # Full float32 products: accelerators' default matmul precision (TF32, bfloat16) would round
     # percentiles 1/A apart into ties.
     dot = lambda w, x: jnp.matmul(w, x, precision=jax.lax.Precision.HIGHEST)
-    measured_TxA = jnp.where(self.evaluated_TxA, self.pct_TxA, 0.0)
-    mass_A = dot(weight_T, self.evaluated_TxA.astype(jnp.float32))
+    measured_TxA = jnp.where(evaluated_TxA, pct_TxA, 0.0)
+    mass_A = dot(weight_T, evaluated_TxA.astype(jnp.float32))
     direct_A = dot(weight_T, measured_TxA) / jnp.where(mass_A > 0, mass_A, 1.0)
     total = weight_T.sum()
-    filled_A = dot(weight_T, self.pct_TxA) / jnp.where(total > 0, total, 1.0)
+    filled_A = dot(weight_T, pct_TxA) / jnp.where(total > 0, total, 1.0)
     return jnp.where(mass_A > 0, direct_A, filled_A)
 
 

@@ -19,7 +19,8 @@ leave-one-task-out choice is the `task_kernel` baseline's.
 Everything here is a pure function of device arrays (the training tasks are a mask), so a
 whole leave-one-task-out fold that uses it can be `jax.vmap`ped.
 
-Shape letters: T tasks, A architectures of the table, F meta-features, B bandwidths.
+Shape letters: T tasks, A architectures of the table, N one task's evaluated architectures
+(padded), F meta-features, B bandwidths.
 """
 
 from __future__ import annotations
@@ -70,9 +71,9 @@ class TaskKernel(flax.struct.PyTreeNode):
     return jnp.where(use_T, w_T, 0.0)
 
   def scores(self, z_F: jax.Array, exclude: jax.Array | int = -1,
-             bandwidth: jax.Array | None = None) -> jax.Array:
-    """Kernel-weighted mean percentile `[A]` of every table architecture."""
-    return self.table.scores(self.weights(z_F, exclude, bandwidth))
+             bandwidth: jax.Array | None = None, rows_N: jax.Array | None = None) -> jax.Array:
+    """Kernel-weighted mean percentile `[A]` of every table architecture (`[N]`: of `rows_N`)."""
+    return self.table.scores(self.weights(z_F, exclude, bandwidth), rows_N)
 
 
 def heldout_metrics(kernel: TaskKernel, top_quantile: jax.Array) -> jax.Array:
@@ -81,11 +82,11 @@ def heldout_metrics(kernel: TaskKernel, top_quantile: jax.Array) -> jax.Array:
   (NaN for tasks that evaluated nothing)."""
   table = kernel.table
 
-  def one(t):
-    z_F = kernel.features_TxF[t]
+  def one(t):  # over the task's own results only (`rows_TxN`): the others are not members
+    z_F, rows_N = kernel.features_TxF[t], table.rows_TxN[t]
     return jnp.stack([tables.top_quantile_mean(
-        kernel.scores(z_F, t, jnp.float32(b)), table.pct_TxA[t], table.evaluated_TxA[t],
-        top_quantile) for b in BANDWIDTHS])
+        kernel.scores(z_F, t, jnp.float32(b), rows_N), table.pct_TxA[t, rows_N],
+        table.valid_TxN[t], top_quantile) for b in BANDWIDTHS])
 
   return jax.lax.map(one, jnp.arange(kernel.train_T.shape[0]))
 

@@ -134,9 +134,9 @@ def test_top_quantile_mean_counts_members_only():
 
 def test_tiny_kernel_weights_still_average():
   """Far tasks' float32 kernel weights can be below 1e-30: a weighted mean stays a mean."""
-  table = tables.PercentileTable(pct_TxA=jnp.array([[0.1, 0.5], [0.2, 0.9]]),
-                                 evaluated_TxA=jnp.array([[True, False], [True, True]]),
-                                 enc_AxE=jnp.eye(2))
+  table = tables.PercentileTable.create(pct_TxA=[[0.1, 0.5], [0.2, 0.9]],
+                                        evaluated_TxA=[[True, False], [True, True]],
+                                        enc_AxE=np.eye(2))
   scores = np.asarray(table.scores(jnp.array([1.0, 1e-33])))
   assert scores[1] == pytest.approx(0.9)  # measured by the far task only
   assert scores[0] == pytest.approx(0.1)
@@ -165,3 +165,30 @@ def test_top_quantile_mean_matches_a_stable_sort():
     k = int(np.clip(np.round(q * member.sum()), 1, member.sum()))
     expected = value[np.lexsort((-score, ~member))[:k]].mean()
     assert float(top(score, value, member, q)) == pytest.approx(expected, abs=1e-5)
+
+
+def test_per_task_rows_list_each_tasks_own_results_and_score_as_the_dense_table(synthetic_ds):
+  """Tasks that sampled their own architectures: each task's row list is exactly its evaluated
+  columns, and scores over a row list equal the dense scores at those columns."""
+  table = tables.PercentileTable.build(synthetic_ds)
+  evaluated = np.asarray(table.evaluated_TxA)
+  rows, valid = np.asarray(table.rows_TxN), np.asarray(table.valid_TxN)
+  assert rows.shape[1] == evaluated.sum(1).max() < evaluated.shape[1]  # disjoint samples
+  for t in range(table.num_tasks):
+    np.testing.assert_array_equal(rows[t][valid[t]], np.flatnonzero(evaluated[t]))
+  weight_T = jnp.linspace(0.1, 1.0, table.num_tasks)
+  np.testing.assert_allclose(table.scores(weight_T, table.rows_TxN[2]),
+                             np.asarray(table.scores(weight_T))[rows[2]], rtol=1e-6)
+
+
+def test_kernel_heldout_metrics_over_row_lists_equal_the_dense_masked_ones(synthetic_ds):
+  """The leave-one-task-out metrics, computed over each task's own results, are the metrics of
+  the dense scores masked to the task's evaluated architectures."""
+  table = tables.PercentileTable.build(synthetic_ds)
+  z_TxF = jnp.asarray(synthetic_ds.features_TxF, jnp.float32)
+  kernel = task_kernel.TaskKernel.build(z_TxF, jnp.ones(table.num_tasks, bool), table)
+  got = np.asarray(task_kernel.heldout_metrics(kernel, jnp.float32(0.1)))
+  want = [[float(tables.top_quantile_mean(kernel.scores(z_TxF[t], t, jnp.float32(b)),
+                                          table.pct_TxA[t], table.evaluated_TxA[t], 0.1))
+           for b in task_kernel.BANDWIDTHS] for t in range(table.num_tasks)]
+  np.testing.assert_allclose(got, want, rtol=1e-6)
