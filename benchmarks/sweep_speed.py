@@ -1,13 +1,14 @@
 """Vmapped sweep vs a sequential loop of the same task simulations, side by side.
 
   python benchmarks/sweep_speed.py [--seeds 0,1,2] [--config ''] [--chunk_size 0]
-      [--compare_chunk_size 0]
+      [--compare_chunk_size N,M,...]
 
 Runs every NAS-Bench-Graph leave-one-task-out fold for each seed (9 folds x 3 seeds = 27
 simulations by default) twice in one process: as a sequential loop (`simulate.simulate_jit`
 called once per simulation: one compiled program, reused) and as one `tarch.sweep` (chunks of
-`--chunk_size` simulations, default all of them, `jax.vmap`ped and sharded over the local
-devices), and with `--compare_chunk_size N` once more in chunks of N, side by side. All include
+at most `--chunk_size` simulations, default what the experiment binaries use,
+`sweep.default_chunk_size`; `jax.vmap`ped and sharded over the local devices), and with
+`--compare_chunk_size N,M` once more in chunks of N, of M, ..., side by side. All include
 their compilation; all give the same picks (checked). The last line is
 `vmapped_vs_loop_speedup=X` (loop time / sweep time, chunks of `--chunk_size`).
 """
@@ -21,6 +22,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from experiments.configs.loto import get_config, library_configs
+from tarch import mesh as mesh_lib
 from tarch import runs, simulate, sweep
 from tarch.adapters import nasbench_graph
 
@@ -29,9 +31,10 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("--seeds", default="0,1,2")
   parser.add_argument("--config", default="", help="variant of experiments/configs/loto.py")
-  parser.add_argument("--chunk_size", type=int, default=0, help="0: every simulation at once")
-  parser.add_argument("--compare_chunk_size", type=int, default=0,
-                      help="also time the sweep in chunks of this many (0: not)")
+  parser.add_argument("--chunk_size", type=int, default=0,
+                      help="0: sweep.default_chunk_size, as the experiment binaries")
+  parser.add_argument("--compare_chunk_size", default="",
+                      help="comma-separated chunk sizes to time the sweep in as well")
   args = parser.parse_args()
   with tempfile.TemporaryDirectory() as tmp:
     ds = runs.load_meta_dataset(nasbench_graph.convert(tmp))
@@ -68,9 +71,9 @@ def main():
           flush=True)
     return seconds
 
-  vmapped = timed_sweep(args.chunk_size or len(sims))
-  if args.compare_chunk_size:
-    timed_sweep(args.compare_chunk_size)
+  vmapped = timed_sweep(args.chunk_size or sweep.default_chunk_size(mesh_lib.data_mesh()))
+  for size in filter(None, args.compare_chunk_size.split(",")):
+    timed_sweep(int(size))
   print(f"vmapped_vs_loop_speedup={loop / vmapped:.2f}")
 
 

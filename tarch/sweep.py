@@ -84,6 +84,23 @@ def point_configs(train: TrainConfig, infer_config: InferConfig, config: dict[st
           dataclasses.replace(infer_config, **infer_values))
 
 
+# Simulations per device in one compiled call when the caller does not bound it. On CPU a
+# training step's cost per simulation grows once a batch holds more than a few simulations, and
+# each chunk trains until its own slowest simulation stops early, so small chunks are faster
+# there (`benchmarks/sweep_speed.py`, BUILD_NOTES "Sweeps"); accelerators amortise each step
+# over a wide batch (not measured: none was lent).
+CPU_CHUNK_PER_DEVICE = 3
+ACCELERATOR_CHUNK_PER_DEVICE = 16
+
+
+def default_chunk_size(mesh: Mesh) -> int:
+  """The chunk size `run` uses for `chunk_size=0`: a few simulations per CPU device, many per
+  accelerator."""
+  platform = mesh.devices.flat[0].platform
+  per_device = CPU_CHUNK_PER_DEVICE if platform == "cpu" else ACCELERATOR_CHUNK_PER_DEVICE
+  return per_device * mesh_lib.num_shards(mesh)
+
+
 def _chunks(n: int, chunk_size: int) -> list[range]:
   """`n` simulations in balanced chunks of at most `chunk_size`."""
   if n == 0:
@@ -183,7 +200,7 @@ def _from_json(fields: dict, result_type=simulate.Result):
 
 
 def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
-        infer_config: InferConfig, spec: Spec, store: str, chunk_size: int = 32,
+        infer_config: InferConfig, spec: Spec, store: str, chunk_size: int = 0,
         mesh: Mesh | None = None, progress: Callable[[str], None] | None = print,
         process_index: int = 0, process_count: int = 1, groups=None,
         program: Program | None = None) -> list[Outcome]:
@@ -197,7 +214,7 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
     spec: the sweep.
     store: directory of finished chunks (created).
     chunk_size: simulations per compiled call, at most (memory bound); chunks are balanced and
-      padded to one shape, a multiple of the mesh's device count.
+      padded to one shape, a multiple of the mesh's device count. 0: `default_chunk_size`.
     mesh: the 1-D "batch" mesh to shard over (`tarch.mesh.data_mesh`; default: every local
       device).
     progress: called with a line after each chunk (simulations done, simulations/s, ETA).
@@ -216,6 +233,7 @@ def run(ds: runs_lib.MetaDataset, static: simulate.Static, train: TrainConfig,
     if program.split(tc, ic)[0] != static:
       raise ValueError("sweep points differ in static settings")
   mesh = mesh_lib.data_mesh(jax.local_devices()) if mesh is None else mesh
+  chunk_size = chunk_size or default_chunk_size(mesh)
   os.makedirs(store, exist_ok=True)
   group_T = np.arange(ds.num_tasks) if groups is None else np.asarray(groups)
   fp = fingerprint.fingerprint(None, program.name, program.settings, repr(static),

@@ -13,6 +13,7 @@ from experiments import sweep as sweep_binary
 from experiments.configs import sweep as sweep_config
 from experiments.configs.loto import get_config, library_configs
 from tarch import evaluate, simulate, sweep
+from tarch import mesh as mesh_lib
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -156,3 +157,12 @@ def test_multihost_sweep_splits_the_chunks_over_processes(tmp_path, synthetic_di
     summary = json.load(f)
   assert summary["configs"][0]["methods"]["tarch"]["num_simulations"] == 2
   assert "wrote" in outs[0] and "wrote" not in outs[1]
+
+
+def test_default_chunk_size_is_a_few_simulations_per_cpu_device():
+  """chunk_size=0 means a few simulations per device on CPU, a multiple of the device count."""
+  mesh = mesh_lib.data_mesh()
+  size = sweep.default_chunk_size(mesh)
+  assert size == sweep.CPU_CHUNK_PER_DEVICE * mesh_lib.num_shards(mesh)
+  assert size % mesh_lib.num_shards(mesh) == 0
+  assert sweep._chunks(27, size) == [range(i, i + 3) for i in range(0, 27, 3)]

@@ -63,9 +63,10 @@ def get_config(variant: str = "") -> ml_collections.ConfigDict:
   "cost" turns on the cost-aware evaluation at the default grid of weights."""
   config = ml_collections.ConfigDict()
   config.seed = 0  # seeds the value-network training and the ascent of every fold
-  # Folds per compiled, vmapped call (balanced chunks; a multiple of the device count). Each
-  # finished chunk is stored, so a killed run loses at most one chunk.
-  config.chunk_size = 16
+  # Folds per compiled, vmapped call, at most (balanced chunks; a multiple of the device count);
+  # 0: `tarch.sweep.default_chunk_size` (3 per CPU device, 16 per accelerator). Each finished
+  # chunk is stored, so a killed run loses at most one chunk.
+  config.chunk_size = 0
   config.value_net = group(ValueNetConfig)
   config.train = group(TrainConfig)
   config.infer = group(InferConfig)
