@@ -2,14 +2,17 @@ r"""Few-shot search binary: after the zero-shot pick, how fast each method finds
 
   python -m experiments.fewshot --benchmark=nasbench_graph --workdir=/tmp/fewshot
   python -m experiments.fewshot --data_dir=DIR --workdir=/tmp/fewshot [--tasks=a,b] \
-      [--config.seeds=0,1,2] [--config.budget=20]
+      [--config.seeds=0,1,2] [--config.budget=20] [--config.refine_grid.prior_strength=0.5,3]
 
 For every held-out task (and seed), one simulation (`tarch.fewshot`): fit the model on the other
 tasks as LOTO does, then let every method train up to `budget` architectures of the held-out
 task one after another, each training returning the table's validation score (never its test
 score); after b trainings the best by validation is kept and judged by its test score. The
 simulations run through `tarch.sweep` (vmapped in chunks, sharded over every device, each chunk
-written atomically; a rerun resumes). Writes into the workdir:
+written atomically; a rerun resumes). `--config.refine_grid.<field>=v1,v2` adds tarch's search
+with other refinement settings as more methods on the same folds (`experiments.configs.fewshot`).
+It prints each method's mean regret per budget and tarch's paired difference to every other
+method. Writes into the workdir:
 
   config.json            the config used
   simulations/           finished chunks (reused by a rerun with the same config, data and code)
@@ -30,7 +33,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments import loto
-from experiments.configs.fewshot import refine_config
+from experiments.configs.fewshot import refine_config, refine_variants
 from experiments.configs.loto import library_configs
 from tarch import atomic, evaluate, fewshot, report, sweep
 
@@ -49,11 +52,13 @@ def program(ds, config: ml_collections.ConfigDict) -> tuple[sweep.Program, fewsh
   """The sweep program of a few-shot config and its static part."""
   net, train, infer_config = library_configs(config)
   refine_cfg = refine_config(config)
-  split = lambda tc, ic: fewshot.split(ds.space, net, tc, ic, refine_cfg, int(config.budget))
+  variants = refine_variants(config)
+  split = lambda tc, ic: fewshot.split(ds.space, net, tc, ic, refine_cfg, int(config.budget),
+                                       variants)
   # The refinement's settings are traced, and no sweep point varies them: the fingerprint
   # holds them, so that a rerun with other settings recomputes.
   return (sweep.Program(name="fewshot", split=split, batch=_BATCH, result_type=fewshot.Result,
-                        settings=repr(refine_cfg)),
+                        settings=repr((refine_cfg, variants))),
           split(train, infer_config)[0])
 
 
@@ -87,7 +92,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
   outcomes = sweep.run(ds, static, train, infer_config, spec,
                        os.path.join(workdir, "simulations"), chunk_size=config.chunk_size,
                        progress=lambda line: print(line, flush=True), program=prog)
-  results = evaluate.fewshot_rows(ds, outcomes, static.budget)
+  results = evaluate.fewshot_rows(ds, outcomes, static.budget, fewshot.methods(static))
   atomic.atomic_write(os.path.join(workdir, "fewshot_results.csv"),
                       lambda tmp: results.to_csv(tmp, index=False))
   summary = report.fewshot_summary(results)
@@ -97,6 +102,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, data_dir: str | None = 
   shown = [b for b in report.FEWSHOT_BUDGETS if b in curves.columns]
   print("mean normalised regret after b trainings (lower is better)")
   print(curves[shown].to_string(float_format=lambda x: f"{x:.3f}"))
+  print("tarch minus each method, paired per task (seeds averaged first; mean +- SE over "
+        "tasks; negative: tarch is better)")
+  print(report.fewshot_paired(results, "tarch").to_string())
   print(f"wrote {workdir}/fewshot_results.csv, fewshot_summary.json, fewshot_regret.png")
   return summary
 

@@ -121,17 +121,22 @@ FEWSHOT_COLUMNS = ["seed", "task", "method", "budget", "architecture", "test_sco
                    "normalized_regret"]
 
 
-def fewshot_rows(ds: runs_lib.MetaDataset, outcomes, budget: int) -> pd.DataFrame:
+def fewshot_rows(ds: runs_lib.MetaDataset, outcomes, budget: int,
+                 methods: Sequence[str] = fewshot.METHODS) -> pd.DataFrame:
   """One row per few-shot simulation (`tarch.sweep.Outcome` of a `tarch.fewshot.Result`) x
   method x budget b = 1 ... `budget`: the architecture kept after b trainings (best by
-  validation score), its test score and normalised regret. `random` is the exact expectation
-  of random search with b trainings (b capped at the pool size), once per task and seed."""
+  validation score), its test score and normalised regret; `methods` names the results' `_K`
+  axes (`tarch.fewshot.methods`). `random` is the exact expectation of random search with b
+  trainings (b capped at the pool size), once per task and seed."""
   rows, random_cache = [], {}
   for o in outcomes:
     pool = ds.task_rows(o.task)
     test_of = dict(zip(ds.arch_R[pool].tolist(), ds.test_score_R[pool].tolist()))
     name = ds.task_names[o.task]
-    for k, method in enumerate(fewshot.METHODS):
+    if o.result.kept_KxN.shape[0] != len(methods):
+      raise ValueError(f"a few-shot result has {o.result.kept_KxN.shape[0]} methods, "
+                       f"expected {len(methods)} ({', '.join(methods)})")
+    for k, method in enumerate(methods):
       for b in range(budget):
         arch = int(o.result.kept_KxN[k, b])
         rows.append(dict(seed=o.seed, task=name, method=method, budget=b + 1,

@@ -22,12 +22,20 @@ its normalised regret on the test scores is the metric at budget b. Methods:
 Random search (`random`) is not simulated: its exact expectation, best by validation among b
 random trainings, is computed on the host (`tarch.metrics.random_k_expected`).
 
-Shape letters: T tasks, A architectures, E encoding width, N budget, K methods, H hypotheses.
+Refinement variants (`split(..., variants=)`, named e.g. `tarch[prior_strength=3]`) are tarch's
+search again with other values of `tarch.refine.RefineConfig`'s dynamic fields, vmapped inside
+the same simulation: they share its fold (the trained model, the zero-shot pick and ranking), so
+comparing settings of the refinement costs one fold per task and seed, and every difference
+between them is the refinement's alone.
+
+Shape letters: T tasks, A architectures, E encoding width, N budget, K methods, H hypotheses,
+V refinement variants.
 """
 
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Sequence
 
 import flax.struct
 import jax
@@ -50,20 +58,42 @@ class Static:
   fold: simulate.Static
   refine: refine.RefineConfig  # static part
   budget: int  # N trainings per method
+  variants: tuple[str, ...] = ()  # names of the refinement variants searched after METHODS
+
+
+def methods(static: Static) -> tuple[str, ...]:
+  """The methods of a simulation's `_K` axes: `METHODS`, then the refinement variants."""
+  return METHODS + static.variants
 
 
 def split(space, net, train: TrainConfig, infer_config: InferConfig,
-          refine_config: refine.RefineConfig, budget: int) -> tuple[Static, dict]:
-  """(`Static`, dyn) of full library configs; dyn is `{"train", "infer", "refine"}`."""
+          refine_config: refine.RefineConfig, budget: int,
+          variants: Sequence[tuple[str, refine.RefineConfig]] = ()) -> tuple[Static, dict]:
+  """(`Static`, dyn) of full library configs; dyn is `{"train", "infer", "refine"}`, and
+  `"refine_variants"` (each dynamic refinement field stacked over the variants) when
+  `variants`, (name, config) pairs, are given."""
   if not isinstance(budget, int) or budget < 1:
     raise ValueError(f"the budget must be a positive integer, got {budget!r}")
   fold_static, dyn = simulate.split(space, net, train, infer_config)
   refine_static, refine_dyn = hparams.split(refine_config)
-  return Static(fold_static, refine_static, budget), {**dyn, "refine": refine_dyn}
+  dyn = {**dyn, "refine": refine_dyn}
+  names = tuple(name for name, _ in variants)
+  clashes = sorted({n for n in names if names.count(n) > 1 or n in METHODS})
+  if clashes:
+    raise ValueError(f"refinement variant names must be unique and differ from {METHODS}; "
+                     f"repeated or taken: {clashes}")
+  if variants:
+    splits = [hparams.split(config) for _, config in variants]
+    if any(s != refine_static for s, _ in splits):
+      raise ValueError("refinement variants may differ from the base refinement only in "
+                       f"{refine.RefineConfig.DYNAMIC}")
+    dyn["refine_variants"] = jax.tree.map(lambda *x: jnp.stack(x), *[d for _, d in splits])
+  return Static(fold_static, refine_static, budget, names), dyn
 
 
 class Result(flax.struct.PyTreeNode):
-  """One few-shot simulation; the `_K` axes follow `METHODS`, the `_N` axes the budget."""
+  """One few-shot simulation; the `_K` axes follow `methods(static)`, the `_N` axes the
+  budget."""
 
   trained_KxN: jax.Array  # int32 the architecture each method trained at each step
   kept_KxN: jax.Array  # int32 the best by validation score among the first b + 1 trained
@@ -204,13 +234,18 @@ def simulate_fewshot(static: Static, dyn: dict, data: simulate.Data, task: jax.A
   # tarch: the zero-shot blend's hypotheses, reweighted by the observations at each step.
   z_F = model.scaler.standardize(data.train.features_TxF[task])
   num_archs = enc_AxE.shape[0]
-  prior = refine.prior(model, z_F, f.value_A, jnp.arange(num_archs), pool_A,
-                       dyn["refine"]["prior_floor"])
 
-  def tarch_scores(obs_N, y_N, mask_N, b):
-    score_A, _, _, w_H = refine.acquisition(prior, prior.z_HxX[:, obs_N], y_N, mask_N,
-                                             dyn["refine"])
-    return score_A, w_H[0] / jnp.maximum(w_H.sum(), 1e-30)
+  def tarch_scores_with(refine_dyn):
+    prior = refine.prior(model, z_F, f.value_A, jnp.arange(num_archs), pool_A,
+                         refine_dyn["prior_floor"])
+
+    def scores(obs_N, y_N, mask_N, b):
+      score_A, _, _, w_H = refine.acquisition(prior, prior.z_HxX[:, obs_N], y_N, mask_N,
+                                               refine_dyn)
+      return score_A, w_H[0] / jnp.maximum(w_H.sum(), 1e-30)
+    return scores
+
+  tarch_scores = tarch_scores_with(dyn["refine"])
 
   def fixed(score_A):
     return lambda obs_N, y_N, mask_N, b: (score_A, nothing)
@@ -246,6 +281,10 @@ def simulate_fewshot(static: Static, dyn: dict, data: simulate.Data, task: jax.A
   for name, (first, score_fn) in searches.items():
     trained[name], aux[name] = _search(first, score_fn, pool_A, val_A, budget)
   trained_KxN = jnp.stack([trained[m] for m in METHODS])
+  if static.variants:
+    variants_VxN, _ = jax.vmap(lambda d: _search(f.tarch_pick, tarch_scores_with(d), pool_A,
+                                                  val_A, budget))(dyn["refine_variants"])
+    trained_KxN = jnp.concatenate([trained_KxN, variants_VxN])
   kept_KxN = jax.vmap(lambda t: _kept(t, val_A))(trained_KxN)
   test_A = data.test_TxA[task]
   regret_KxN, _ = simulate.regret_and_percentile(test_A[kept_KxN], test_A, pool_A)

@@ -122,15 +122,21 @@ def plot_sweep(summary: dict, path: str) -> None:
 FEWSHOT_BUDGETS = (1, 3, 5, 10, 20)  # the budgets of `fewshot_summary.json`
 
 
+def _fewshot_methods(results: pd.DataFrame) -> list[str]:
+  """The methods of few-shot rows: `evaluate.FEWSHOT_METHODS` first, then any others
+  (refinement variants) in the order they appear."""
+  present = list(dict.fromkeys(results["method"]))
+  return ([m for m in evaluate.FEWSHOT_METHODS if m in present]
+          + [m for m in present if m not in evaluate.FEWSHOT_METHODS])
+
+
 def fewshot_summary(results: pd.DataFrame) -> dict:
   """`fewshot_summary.json` content: for each method, the mean over held-out tasks (each task's
   seeds averaged first) of the normalised regret after b trainings, for each b of
   `FEWSHOT_BUDGETS` that the search reached; and the number of tasks."""
   methods = {}
-  for method in evaluate.FEWSHOT_METHODS:
+  for method in _fewshot_methods(results):
     sub = results[results["method"] == method]
-    if not len(sub):
-      continue
     per_task = sub.groupby(["budget", "task"])["normalized_regret"].mean()
     by_budget = per_task.groupby("budget").mean()
     methods[method] = {
@@ -143,7 +149,28 @@ def fewshot_curves(results: pd.DataFrame) -> pd.DataFrame:
   """Methods x budgets: mean normalised regret over tasks (seeds averaged first)."""
   per_task = results.groupby(["method", "budget", "task"])["normalized_regret"].mean()
   table = per_task.groupby(["method", "budget"]).mean().unstack("budget")
-  return table.reindex([m for m in evaluate.FEWSHOT_METHODS if m in table.index])
+  return table.reindex(_fewshot_methods(results))
+
+
+def fewshot_paired(results: pd.DataFrame, base: str = "tarch") -> pd.DataFrame:
+  """Methods x budgets of `FEWSHOT_BUDGETS`: `base` minus each other method's normalised
+  regret, paired per task (seeds averaged first), as "mean +- standard error over tasks"
+  (negative: `base` is better)."""
+  per_task = results.groupby(["method", "budget", "task"])["normalized_regret"].mean()
+  if base not in per_task.index.get_level_values("method"):
+    raise ValueError(f"no few-shot rows of method {base!r}")
+  budgets = [b for b in FEWSHOT_BUDGETS if b in per_task.index.get_level_values("budget")]
+  rows = {}
+  for method in _fewshot_methods(results):
+    if method == base:
+      continue
+    cells = []
+    for b in budgets:
+      d = (per_task[base, b] - per_task[method, b]).dropna()
+      se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+      cells.append(f"{d.mean():+.3f} +- {se:.3f}")
+    rows[method] = cells
+  return pd.DataFrame.from_dict(rows, orient="index", columns=budgets)
 
 
 def plot_fewshot(results: pd.DataFrame, path: str) -> None:
@@ -152,8 +179,9 @@ def plot_fewshot(results: pd.DataFrame, path: str) -> None:
   curves = fewshot_curves(results)
   fig, ax = plt.subplots(figsize=(7, 4))
   for j, (method, row) in enumerate(curves.iterrows()):
-    ax.plot(row.index, row.to_numpy(), marker="o", ms=3, label=method, color=f"C{j}",
-            lw=2.2 if method == "tarch" else 1.2)
+    ax.plot(row.index, row.to_numpy(), marker="o", ms=3, label=method, color=f"C{j % 10}",
+            lw=2.2 if method == "tarch" else 1.2,
+            ls="-" if method in evaluate.FEWSHOT_METHODS else "--")  # dashed: variants
   ax.set_xlabel("trainings on the held-out task (budget)")
   ax.set_ylabel("normalised regret of the kept architecture")
   ax.set_yscale("symlog", linthresh=0.1)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import jax
 import jax.numpy as jnp
@@ -125,3 +126,55 @@ def test_kept_architectures_and_regrets_follow_the_protocol(synthetic_ds):
     assert trained[k["tarch"], 0] == trained[k["tarch_zero_shot"], 0]
     assert trained[k["best_on_average"], 0] == trained[k["rgpe"], 0] == (
         trained[k["rank_weighted"], 0])
+
+
+def test_refinement_variants_search_on_the_same_fold(run_dir, synthetic_dir, tmp_path, capsys):
+  """A variant is tarch's search with its settings: the base values reproduce tarch, others
+  reproduce a run with those settings, the other methods are unchanged, and the binary reports
+  the variants as methods."""
+  config = get_config("tiny")
+  config.refine_grid.prior_strength = "1,100"
+  summary = fewshot_binary.run(config, str(tmp_path / "grid"), data_dir=synthetic_dir)
+  names = ["tarch[prior_strength=1]", "tarch[prior_strength=100]"]
+  assert list(summary["methods"]) == [*run_dir[2]["methods"], *names]
+  for method, stats in run_dir[2]["methods"].items():
+    assert summary["methods"][method] == stats, method
+  assert summary["methods"][names[0]] == summary["methods"]["tarch"]
+  out = capsys.readouterr().out
+  assert "tarch minus each method, paired per task" in out
+  assert re.search(r"^tarch\[prior_strength=1\](\s+\+0\.000 \+- 0\.000){3}$", out, re.M), out
+
+  other = get_config("tiny")
+  other.refine.prior_strength = 100.0
+  alone = fewshot_binary.run(other, str(tmp_path / "other"), data_dir=synthetic_dir)
+  assert summary["methods"][names[1]] == alone["methods"]["tarch"]
+  assert summary["methods"][names[1]] != summary["methods"]["tarch"]
+
+
+@pytest.mark.parametrize("grid, message", [
+    ({"power": "2,x"}, "refine_grid.power: expected comma-separated numbers"),
+    ({"power": "2,2"}, "listed twice"),
+    ({"power": "-1"}, "refine_grid: power=-1: invalid RefineConfig"),
+    ({"window": "3"}, "cannot vary ['window']"),
+])
+def test_bad_refinement_grids_are_refused(grid, message):
+  from experiments.configs.fewshot import refine_variants
+  config = get_config("tiny")
+  with config.unlocked():
+    config.refine_grid.update(grid)
+  with pytest.raises(ValueError, match=re.escape(message)):
+    refine_variants(config)
+
+
+def test_paired_differences_are_per_task_means_with_standard_errors():
+  from tarch import report
+  rows = [dict(seed=s, task=t, method=m, budget=b, normalized_regret=v)
+          for s in (0, 1) for b in (1, 3)
+          for t, (a, c) in {"x": (0.2, 0.4), "y": (0.5, 0.5), "z": (0.1, 0.4)}.items()
+          for m, v in (("tarch", a + 0.1 * s), ("rank_weighted", c + 0.1 * s))]
+  table = report.fewshot_paired(pd.DataFrame(rows))
+  d = np.array([-0.2, 0.0, -0.3])
+  expected = f"{d.mean():+.3f} +- {d.std(ddof=1) / np.sqrt(3):.3f}"
+  assert table.loc["rank_weighted", 1] == table.loc["rank_weighted", 3] == expected
+  with pytest.raises(ValueError, match="no few-shot rows of method 'gp_bo'"):
+    report.fewshot_paired(pd.DataFrame(rows), base="gp_bo")
