@@ -11,7 +11,7 @@ comma-separated list (one simulation per held-out task and seed, all vmapped tog
 `refine_grid` compares other refinement settings at the cost of one fold: each field (a dynamic
 field of `RefineConfig`) is a comma-separated list of values, empty for none, and every
 combination of the listed values (the other fields as in `refine`) is searched as one more
-method, `tarch[prior_strength=3,power=2]`, on the same fold as `tarch`:
+method, `tarch[power=2,prior_strength=3]`, on the same fold as `tarch`:
 
   python -m experiments.fewshot --benchmark=nasbench_graph --workdir=/tmp/fewshot \
       --config.seeds=0,1,2 --config.refine_grid.prior_strength=0.5,3
