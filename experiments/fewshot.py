@@ -34,7 +34,7 @@ from ml_collections import config_flags
 
 from experiments import loto
 from experiments.configs.fewshot import refine_config, refine_variants
-from experiments.configs.loto import library_configs
+from experiments.configs.loto import comma_values, library_configs
 from tarch import atomic, evaluate, fewshot, report, sweep
 
 FLAGS = flags.FLAGS
@@ -64,11 +64,7 @@ def program(ds, config: ml_collections.ConfigDict) -> tuple[sweep.Program, fewsh
 
 def seeds_of(config: ml_collections.ConfigDict) -> tuple[int, ...]:
   """The seeds of `--config.seeds` (comma-separated integers)."""
-  try:
-    seeds = tuple(int(v) for v in str(config.seeds).split(",") if v.strip())
-  except ValueError:
-    raise ValueError(f"--config.seeds: expected comma-separated integers, got "
-                     f"{config.seeds!r}") from None
+  seeds = comma_values("--config.seeds", config.seeds, int)
   if not seeds:
     raise ValueError("--config.seeds: give at least one seed")
   return seeds

@@ -39,7 +39,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from experiments import loto
-from experiments.configs.loto import library_configs
+from experiments.configs.loto import comma_values, library_configs
 from tarch import atomic, evaluate, report, simulate, sweep
 
 FLAGS = flags.FLAGS
@@ -62,23 +62,16 @@ def define_flags() -> None:
                        "num_processes - 1 (default: cluster auto-detection).")
 
 
-def _values(name: str, text: str, cast) -> tuple:
-  try:
-    return tuple(cast(v) for v in str(text).split(",") if v.strip())
-  except ValueError:
-    raise ValueError(f"--config.sweep.{name}: expected comma-separated numbers, got "
-                     f"{text!r}") from None
-
-
 def spec_of(config: ml_collections.ConfigDict, held_out: list[int]) -> sweep.Spec:
   """The `tarch.sweep.Spec` of a sweep config."""
   unknown = set(config.sweep.keys()) - set(sweep.SWEEPABLE) - {"seeds"}
   if unknown:
     raise ValueError(f"cannot sweep {sorted(unknown)}; sweepable: seeds, "
                      f"{', '.join(sweep.SWEEPABLE)}")
-  grid = tuple((n, _values(n, config.sweep[n], float)) for n in sweep.SWEEPABLE
-               if _values(n, config.sweep[n], float))
-  return sweep.Spec(tasks=tuple(held_out), seeds=_values("seeds", config.sweep.seeds, int),
+  values = {n: comma_values(f"--config.sweep.{n}", config.sweep[n]) for n in sweep.SWEEPABLE}
+  grid = tuple((n, v) for n, v in values.items() if v)
+  return sweep.Spec(tasks=tuple(held_out),
+                    seeds=comma_values("--config.sweep.seeds", config.sweep.seeds, int),
                     grid=grid)
 
 

@@ -25,11 +25,10 @@ so with no observations (or only ties, or no hypothesis with tau > 0) the rankin
 zero-shot one, and as evidence accumulates it moves toward the training tasks (and V) that rank
 the new task's observations right. pi' mixes a share `prior_floor` of uniform weight over V and
 the training tasks into the blend's weights, so that a hypothesis the blend gave no weight can
-still win on evidence. A Bayesian posterior under a pairwise-logistic rank likelihood was the
-first design: its product over all n (n - 1) / 2 pairs treats them as independent and piles onto
-one hypothesis within a few observations. It had the higher mean regret at 10 and 20 trainings
-on both meta-datasets, within noise (BUILD_NOTES.md): no training task is the new task, and a
-soft mixture of the ones that rank it well held up better than a confident choice. Only the
+still win on evidence. Why not a posterior under a pairwise-logistic rank likelihood: its
+product over all n (n - 1) / 2 pairs treats them as independent and piles onto one hypothesis
+within a few observations, while no training task is the new task; a soft mixture of the ones
+that rank it well is the better model of the evidence. Only the
 order of the observed scores is used: any increasing transformation of the scores gives the same
 suggestions. The suggestions are the unobserved candidates with the highest s_K + exploration *
 spread, the spread being the weighted standard deviation of z_h(a) over hypotheses (in the same

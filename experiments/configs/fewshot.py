@@ -52,16 +52,14 @@ def refine_variants(config: ml_collections.ConfigDict) -> list[tuple[str, Refine
                      f"{', '.join(RefineConfig.DYNAMIC)}")
   grid = []
   for name in RefineConfig.DYNAMIC:
-    text = str(config.refine_grid[name])
-    try:
-      values = [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-      raise ValueError(f"--config.refine_grid.{name}: expected comma-separated numbers, got "
-                       f"{text!r}") from None
+    text = config.refine_grid[name]
+    values = loto.comma_values(f"--config.refine_grid.{name}", text)
     if len(set(values)) != len(values):
       raise ValueError(f"--config.refine_grid.{name}: a value is listed twice in {text!r}")
     if values:
       grid.append((name, values))
+  if not grid:
+    return []
   base = refine_config(config)
   variants = []
   for values in itertools.product(*[v for _, v in grid]):
@@ -71,4 +69,4 @@ def refine_variants(config: ml_collections.ConfigDict) -> list[tuple[str, Refine
       variants.append((f"tarch[{label}]", dataclasses.replace(base, **point)))
     except ValueError as e:
       raise ValueError(f"--config.refine_grid: {label}: {e}") from None
-  return variants if grid else []
+  return variants

@@ -38,6 +38,16 @@ def group(dataclass_type, **overrides) -> ml_collections.ConfigDict:
   return ml_collections.ConfigDict(fields)
 
 
+def comma_values(flag: str, text, cast=float) -> tuple:
+  """The values of a comma-separated flag (`cast` each; empty items skipped), or a ValueError
+  naming `flag`."""
+  try:
+    return tuple(cast(v) for v in str(text).split(",") if v.strip())
+  except ValueError:
+    kind = "integers" if cast is int else "numbers"
+    raise ValueError(f"{flag}: expected comma-separated {kind}, got {text!r}") from None
+
+
 def library_configs(config: ml_collections.ConfigDict
                     ) -> tuple[ValueNetConfig, TrainConfig, InferConfig]:
   """The typed, frozen library configs of a LOTO config (the jit-facing boundary)."""
