@@ -21,8 +21,8 @@ and replace the prior ones:
 
     s_K(a) = s_0(a) + sum_h (w_h - pi'_h) z_h(a),
 
-so with no observations (or only ties, or no hypothesis with tau > 0) the ranking is exactly the
-zero-shot one, and as evidence accumulates it moves toward the training tasks (and V) that rank
+so with no observations (or only ties, or no hypothesis with tau > 0) the weights are exactly the
+zero-shot ones, and as evidence accumulates it moves toward the training tasks (and V) that rank
 the new task's observations right. pi' mixes a share `prior_floor` of uniform weight over V and
 the training tasks into the blend's weights, so that a hypothesis the blend gave no weight can
 still win on evidence. Why not a posterior under a pairwise-logistic rank likelihood: its
@@ -30,9 +30,22 @@ product over all n (n - 1) / 2 pairs treats them as independent and piles onto o
 within a few observations, while no training task is the new task; a soft mixture of the ones
 that rank it well is the better model of the evidence. Only the
 order of the observed scores is used: any increasing transformation of the scores gives the same
-suggestions. The suggestions are the unobserved candidates with the highest s_K + exploration *
-spread, the spread being the weighted standard deviation of z_h(a) over hypotheses (in the same
-units).
+suggestions.
+
+The suggestions are the unobserved candidates with the highest acquisition
+
+    (1 - improvement) s_K(a) + improvement EI(a) + exploration spread(a),
+
+EI(a) = sum_h w_h max(0, z_h(a) - z_h(best)) the expected improvement over the best observed
+architecture when the hypotheses are possible worlds with probabilities w / total(w) (what a
+user keeps is the best by validation, so a candidate is worth what it adds over that one), and
+the spread the weighted standard deviation of z_h(a) over hypotheses (all in the same units).
+s_K ranks candidates by their mean under the hypotheses, which prefers architectures that are
+good under every likely one; EI prefers one that is best under some of them, so that successive
+trainings bet on different hypotheses. The default mixes them half and half: on four
+meta-datasets that was better than the mean alone after 3 to 10 trainings, and EI alone, which
+chases single training tasks' best architectures, was worse on NAS-Bench-Graph after 10
+(BUILD_NOTES.md, "Few-shot search"). Without observations the acquisition is s_0.
 
 Everything is a pure function of device arrays; the observations are padded to a fixed length
 with a mask, so calls with any number of them share one compiled program.
@@ -65,11 +78,13 @@ class RefineConfig:
   """Settings of the refinement; the fields of `DYNAMIC` are traced arrays when compiled."""
 
   DYNAMIC: ClassVar[tuple[str, ...]] = ("power", "prior_strength", "prior_floor",
-                                         "exploration")
+                                         "improvement", "exploration")
 
   power: float = 4.0  # evidence weight of a hypothesis: max(0, Kendall's tau)^power
   prior_strength: float = 1.0  # n0: the zero-shot weights count as this many observations
   prior_floor: float = 0.1  # share of the prior spread uniformly over V and the training tasks
+  improvement: float = 0.5  # weight of the expected improvement over the best observed (vs the
+  # refined mean) in the suggestions' score
   exploration: float = 0.0  # weight of the hypotheses' spread in the suggestions' score
 
   def __post_init__(self):
@@ -78,6 +93,7 @@ class RefineConfig:
         "0 < power < inf": finite(self.power) and self.power > 0,
         "0 < prior_strength < inf": finite(self.prior_strength) and self.prior_strength > 0,
         "0 <= prior_floor <= 1": 0 <= self.prior_floor <= 1,
+        "0 <= improvement <= 1": 0 <= self.improvement <= 1,
         "0 <= exploration < inf": finite(self.exploration),
     }
     failed = [name for name, ok in checks.items() if not ok]
@@ -196,24 +212,38 @@ def refined_scores(p: Prior, change_H: jax.Array) -> tuple[jax.Array, jax.Array,
   return mean_X, spread_X, w_H
 
 
+def expected_improvement(p: Prior, w_H: jax.Array, z_HxK, y_K, mask_K) -> jax.Array:
+  """`[X]` sum_h w_h max(0, z_h(x) - z_h(best)), best the highest-scoring valid observation
+  (the first of equal ones); 0 without observations."""
+  best = jnp.argmax(jnp.where(mask_K, y_K, -jnp.inf))
+  gain_HxX = jnp.maximum(p.z_HxX - z_HxK[:, best][:, None], 0.0)
+  return jnp.where(mask_K.any(), w_H @ gain_HxX, 0.0)
+
+
 def acquisition(p: Prior, z_HxK, y_K, mask_K, dyn: dict):
   """(what suggestions are ranked by `[X]`, refined mean `[X]`, spread `[X]`, weights `[H]`)
   after observations with hypothesis scores `z_HxK` (`Prior.standardize`, or columns of
   `p.z_HxX`), `dyn` the dynamic part of a `RefineConfig`."""
   change_H = weight_change(p.prior_H, z_HxK, y_K, mask_K, dyn["power"], dyn["prior_strength"])
   mean_X, spread_X, w_H = refined_scores(p, change_H)
-  return mean_X + dyn["exploration"] * spread_X, mean_X, spread_X, w_H
+  improvement = jnp.where(mask_K.any(), dyn["improvement"], 0.0)
+  score_X = jnp.where(improvement > 0,  # no EI term at all unless asked: s_0 stays exact
+                      (1 - improvement) * mean_X
+                      + improvement * expected_improvement(p, w_H, z_HxK, y_K, mask_K), mean_X)
+  return score_X + dyn["exploration"] * spread_X, mean_X, spread_X, w_H
 
 
 @dataclasses.dataclass(frozen=True)
 class Refinement:
-  """The result of `refine`: the next architectures to train, best first."""
+  """The result of `refine`: the next architectures to train, best first by the acquisition
+  (the refined mean mixed with the expected improvement; see the module's docstring)."""
 
   architectures: list[dict[str, Any]]
   encodings: np.ndarray  # float32 [q, E]
   predicted: np.ndarray  # float32 [q] refined score (units of standard deviations over the
   # candidates, as the zero-shot blend's)
   uncertainty: np.ndarray  # float32 [q] spread of the hypotheses' scores under the weights
+  acquisition: np.ndarray  # float32 [q] what the suggestions are ranked by (decreasing)
   pool_indices: np.ndarray | None  # int [q] rows of the pool, when one was given
   task_weights: np.ndarray  # float32 [T] updated share of each table task (0: not training)
   value_net_weight: float  # updated share of V
@@ -231,7 +261,8 @@ def _prepare(model: ValueModel, features_F, cand_CxE, rows_C, pessimism, prior_f
 def _suggest(model: ValueModel, p: Prior, features_F, obs_KxE, rows_K, cand_K, y_K, mask_K, dyn,
              pessimism, q):
   """Top `q` candidates after the observations (`cand_K`: each one's candidate index, or the
-  number of candidates where it is none), with refined means, spreads and hypothesis shares."""
+  number of candidates where it is none), with refined means, spreads, hypothesis shares and
+  acquisitions."""
   value_K = vn.lower_bound(model.predict_members(features_F, obs_KxE), pessimism)
   z_HxK = p.standardize(jnp.concatenate([value_K[None], model.kernel.table.pct_TxA[:, rows_K]]))
   score_C, mean_C, spread_C, w_H = acquisition(p, z_HxK, y_K, mask_K, dyn)
@@ -240,7 +271,7 @@ def _suggest(model: ValueModel, p: Prior, features_F, obs_KxE, rows_K, cand_K, y
   seen_C = jnp.zeros(c, bool).at[jnp.where(mask_K, cand_K, c)].set(True, mode="drop")
   top_score, top = jax.lax.top_k(jnp.where(seen_C, -jnp.inf, score_C), min(q, c))
   share_H = w_H / jnp.maximum(w_H.sum(), 1e-30)
-  return top, jnp.isfinite(top_score), mean_C[top], spread_C[top], share_H
+  return top, jnp.isfinite(top_score), mean_C[top], spread_C[top], share_H, top_score
 
 
 def _padded_length(k: int) -> int:
@@ -339,15 +370,15 @@ class TaskRefiner:
     rows_K = self._table.rows(obs_KxE) if k else np.zeros(0, np.int64)
     c = self._cand_CxE.shape[0]
     cand_K = np.array([self._cand_index.get(_key(e), c) for e in obs_KxE], np.int64)
-    top, valid, mean, spread, share_H = jax.device_get(_suggest(
+    top, valid, mean, spread, share_H, acq = jax.device_get(_suggest(
         self.model, self._prior, self._features_F, jnp.asarray(pad(obs_KxE)),
         jnp.asarray(pad(rows_K), jnp.int32), jnp.asarray(pad(cand_K), jnp.int32),
         jnp.asarray(pad(rank_K)), jnp.asarray(np.arange(n) < k), self._dyn,
         jnp.float32(self.infer_config.pessimism), int(q)))
-    top, mean, spread = top[valid], mean[valid], spread[valid]
+    top, mean, spread, acq = top[valid], mean[valid], spread[valid], acq[valid]
     enc = self._cand_CxE[top]
     return Refinement(architectures=self.space.decode_many(enc), encodings=enc, predicted=mean,
-                      uncertainty=spread,
+                      uncertainty=spread, acquisition=acq,
                       pool_indices=self._pool_rows[top] if self._pool_rows is not None else None,
                       task_weights=share_H[1:], value_net_weight=float(share_H[0]))
 

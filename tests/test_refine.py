@@ -40,13 +40,19 @@ def test_without_observations_the_ranking_is_the_zero_shot_one(model, synthetic_
   assert sorted(rows.tolist()) == list(range(len(cand)))
   np.testing.assert_allclose(whole.predicted, score[rows], rtol=1e-5, atol=1e-5)
   assert np.all(np.diff(score[rows]) <= 1e-5)
-  # Ties only carry no evidence either.
+  # Ties only carry no evidence either: the weights stay the prior's, and ranked by the refined
+  # mean alone (no expected improvement over the tied best) so does the order.
   tied = refine.refine(model, synthetic_ds.space, features, cand[-3:], [0.5, 0.5, 0.5], q=5)
+  np.testing.assert_array_equal(tied.task_weights, out.task_weights)
+  mean_only = refine.RefineConfig(improvement=0.0)
+  tied = refine.refine(model, synthetic_ds.space, features, cand[-3:], [0.5, 0.5, 0.5], q=5,
+                       config=mean_only)
   np.testing.assert_array_equal(tied.encodings, cand[[i for i in np.argsort(
       -np.asarray(model.score(features, cand)), kind="stable") if i < len(cand) - 3][:5]])
 
 
-def test_padding_and_monotone_transformations_change_nothing(model, synthetic_ds):
+@pytest.mark.parametrize("improvement", [0.0, 1.0])
+def test_padding_and_monotone_transformations_change_nothing(model, synthetic_ds, improvement):
   features = jnp.asarray(synthetic_ds.features_TxF[HELD_OUT], jnp.float32)
   cand = jnp.asarray(_candidates(model))
   table = model.kernel.table
@@ -56,7 +62,8 @@ def test_padding_and_monotone_transformations_change_nothing(model, synthetic_ds
   # Scores ordered as training task 1 orders them, so that the weights move off the prior.
   y = jnp.asarray(table.pct_TxA)[1, rows_C[seen]] + jnp.linspace(0.0, 1e-3, seen.shape[0])
   refiner = refine.TaskRefiner(model, synthetic_ds.space, features)
-  _, dyn = refine.hparams.split(refine.RefineConfig())
+  config = refine.RefineConfig(improvement=improvement)
+  _, dyn = refine.hparams.split(config)
 
   def call(width, scores):
     pad = width - obs.shape[0]
@@ -68,8 +75,8 @@ def test_padding_and_monotone_transformations_change_nothing(model, synthetic_ds
         jnp.concatenate([scores, jnp.full(pad, 7.0)]), jnp.arange(width) < obs.shape[0], dyn,
         jnp.float32(0.0), 4)
 
-  (top8, valid8, mean8, spread8, share8), (top16, valid16, mean16, spread16, share16) = (
-      call(8, y), call(16, y))
+  (top8, valid8, mean8, spread8, share8, acq8), (top16, valid16, mean16, spread16, share16,
+                                                 acq16) = (call(8, y), call(16, y))
   prior = call(8, jnp.zeros_like(y))[4]  # only ties: the prior's shares
   assert float(jnp.abs(share8 - prior).max()) > 0.05
   np.testing.assert_allclose(share8, share16, rtol=1e-5, atol=1e-7)
@@ -77,9 +84,11 @@ def test_padding_and_monotone_transformations_change_nothing(model, synthetic_ds
   # The same refined scores at the top; which of exactly tied candidates comes first may
   # differ by float32 rounding.
   np.testing.assert_allclose(mean8, mean16, rtol=1e-5)
+  np.testing.assert_allclose(acq8, acq16, rtol=1e-5)
   space = synthetic_ds.space
-  plain = refine.refine(model, space, features, obs, np.asarray(y), q=4)
-  moved = refine.refine(model, space, features, obs, np.exp(40 * np.asarray(y)) - 3, q=4)
+  plain = refine.refine(model, space, features, obs, np.asarray(y), q=4, config=config)
+  moved = refine.refine(model, space, features, obs, np.exp(40 * np.asarray(y)) - 3, q=4,
+                        config=config)
   np.testing.assert_array_equal(plain.encodings, moved.encodings)
   np.testing.assert_allclose(plain.task_weights, moved.task_weights, rtol=1e-6)
 
@@ -113,6 +122,33 @@ def test_observations_that_contradict_the_prior_move_the_suggestions(model, synt
   assert keys(out.encodings) <= keys(cand[best_open])
 
 
+def test_expected_improvement_bets_on_one_hypothesis_where_the_mean_hedges():
+  """Two equally likely hypotheses; candidate 1 is good under both, 2 and 3 are best under one
+  each. The refined mean prefers 1, the expected improvement over the observed candidate 0
+  (nearly as good as 1 under both) one of 2 and 3; without observations both give s_0."""
+  z_HxX = jnp.asarray([[0.9, 1.0, 2.5, -1.0], [0.9, 1.0, -1.0, 2.5]])
+  prior_H = jnp.asarray([0.5, 0.5])
+  p = refine.Prior(z_HxX=z_HxX, prior_H=prior_H, score_X=prior_H @ z_HxX,
+                   center_H=jnp.zeros(2), scale_H=jnp.ones(2))
+  mask_K = jnp.asarray([True, False])
+  z_HxK = z_HxX[:, jnp.asarray([0, 3])]
+  y_K = jnp.asarray([1.0, 9.0])  # the padded slot's score is ignored
+
+  def best(improvement, mask):
+    _, dyn = refine.hparams.split(refine.RefineConfig(improvement=improvement))
+    score_X = refine.acquisition(p, z_HxK, y_K, mask, dyn)[0]
+    return int(jnp.argmax(score_X.at[0].set(-jnp.inf))), score_X
+
+  assert best(0.0, mask_K)[0] == 1
+  assert best(1.0, mask_K)[0] in (2, 3)
+  np.testing.assert_allclose(best(1.0, mask_K)[1], [0.0, 0.1, 0.8, 0.8], atol=1e-6)
+  np.testing.assert_allclose(best(0.5, mask_K)[1],
+                             0.5 * p.score_X + 0.5 * jnp.asarray([0.0, 0.1, 0.8, 0.8]),
+                             atol=1e-6)
+  no_obs = jnp.zeros(2, bool)
+  np.testing.assert_array_equal(best(1.0, no_obs)[1], p.score_X)
+
+
 def test_refine_errors_name_the_problem(model, synthetic_ds):
   space, features = synthetic_ds.space, synthetic_ds.features_TxF[HELD_OUT]
   cand = _candidates(model)
@@ -136,6 +172,8 @@ def test_refine_errors_name_the_problem(model, synthetic_ds):
     refine.RefineConfig(power=0.0)
   with pytest.raises(ValueError, match="prior_strength"):
     refine.RefineConfig(prior_strength=float("inf"))
+  with pytest.raises(ValueError, match="improvement"):
+    refine.RefineConfig(improvement=1.5)
 
 
 def test_kendall_tau_and_the_weight_change():
@@ -171,7 +209,7 @@ def test_suggestions_from_a_pool_and_from_dictionaries(model, synthetic_ds):
   out = refine.refine(model, space, features, observed, [0.3, 0.8], q=25, pool_PxE=pool)
   assert len(out.architectures) == 18  # the pool less the two observed
   assert sorted(out.pool_indices.tolist()) == list(range(2, 20))
-  assert np.all(np.diff(out.predicted) <= 1e-6)
+  assert np.all(np.diff(out.acquisition) <= 1e-6)
   assert out.architectures == space.decode_many(pool[out.pool_indices])
   # A pool that lists an architecture twice suggests it once, as its first row.
   doubled = np.concatenate([pool, pool[5:6]])
