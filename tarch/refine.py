@@ -226,10 +226,11 @@ def acquisition(p: Prior, z_HxK, y_K, mask_K, dyn: dict):
   `p.z_HxX`), `dyn` the dynamic part of a `RefineConfig`."""
   change_H = weight_change(p.prior_H, z_HxK, y_K, mask_K, dyn["power"], dyn["prior_strength"])
   mean_X, spread_X, w_H = refined_scores(p, change_H)
+  # Without observations the weight is 0, and 1 * mean + 0 * EI is the mean exactly (EI is
+  # finite): the zero-shot ranking is kept bit for bit.
   improvement = jnp.where(mask_K.any(), dyn["improvement"], 0.0)
-  score_X = jnp.where(improvement > 0,  # no EI term at all unless asked: s_0 stays exact
-                      (1 - improvement) * mean_X
-                      + improvement * expected_improvement(p, w_H, z_HxK, y_K, mask_K), mean_X)
+  score_X = ((1 - improvement) * mean_X
+             + improvement * expected_improvement(p, w_H, z_HxK, y_K, mask_K))
   return score_X + dyn["exploration"] * spread_X, mean_X, spread_X, w_H
 
 
