@@ -47,7 +47,7 @@ class TrainConfig:
 
   DYNAMIC: ClassVar[tuple[str, ...]] = (
       "seed", "learning_rate", "weight_decay", "meta_feature_dropout", "interaction_dropout",
-      "top_quantile")
+      "top_quantile", "top_weight")
 
   loss: str = "pairwise"  # one of value_net.LOSSES
   target: str = "zscore"  # per-task normalisation, one of normalize.METHODS
@@ -63,6 +63,10 @@ class TrainConfig:
   early_stopping: str = "top_quantile"  # held-out metric: "top_quantile" or "loss" (see
   # `_VALIDATION_METRICS`)
   top_quantile: float = 0.02  # fraction of held-out pairs, ranked by V, whose targets are averaged
+  top_weight: float = 0.0  # a training pair weighs p^top_weight, p the higher of its two
+  # architectures' percentiles within the task: > 0 puts the loss on the order at the top of a
+  # task's ranking, where the pick is decided; 0 (default): every pair the same (BUILD_NOTES.md
+  # has where 3 helps V and where it costs the blend)
   batch_size: int = 256  # (task, architecture) pairs per step and member
   eval_size: int = 2048  # held-out pairs per member for early stopping
   learning_rate: float = 3e-3  # peak of a cosine schedule
@@ -97,6 +101,7 @@ class TrainConfig:
         "batch_size >= 1": self.batch_size >= 1,
         "eval_size >= 1": self.eval_size >= 1,
         "0 < top_quantile <= 1": 0 < self.top_quantile <= 1,
+        "top_weight >= 0": self.top_weight >= 0,
         "0 <= meta_feature_dropout < 1": 0 <= self.meta_feature_dropout < 1,
         "0 <= interaction_dropout < 1": 0 <= self.interaction_dropout < 1,
         "interaction_scales within [0, 1]": all(0 <= x <= 1 for x in self.interaction_scales),
@@ -272,6 +277,7 @@ class TrainData(flax.struct.PyTreeNode):
   enc_AxE: jax.Array  # float32 architecture encodings
   arch_R: jax.Array  # int32 architecture of each result
   target_R: jax.Array  # float32 per-task normalised score
+  percentile_R: jax.Array  # float32 the score's percentile within its task, in (0, 1]
   start_T: jax.Array  # int32 first result row of each task
   count_T: jax.Array  # int32 results of each task
 
@@ -288,6 +294,9 @@ def prepare_data(ds: runs_lib.MetaDataset, target: str) -> TrainData:
       enc_AxE=jnp.asarray(ds.enc_AxE, jnp.float32),
       arch_R=jnp.asarray(ds.arch_R[order], jnp.int32),
       target_R=jnp.asarray(target_R, jnp.float32),
+      percentile_R=jnp.asarray(normalize.normalize_scores(ds.score_R[order], task_R,
+                                                          ds.num_tasks, "percentile"),
+                               jnp.float32),
       start_T=jnp.asarray(start, jnp.int32),
       count_T=jnp.asarray(count, jnp.int32))
 
@@ -303,12 +312,13 @@ def _sample_pairs(key, data: TrainData, task_weight_T, n: int):
 
 
 def _batch_loss(net_config, train_config, params, mf_TxF, data: TrainData, task, row_i, row_j,
-                drop):
+                drop, top_weight):
   loss_fn = vn.get_loss(train_config.loss)
   mf = jnp.where(drop[:, None], 0.0, mf_TxF[task])
   enc_i, enc_j = data.enc_AxE[data.arch_R[row_i]], data.enc_AxE[data.arch_R[row_j]]
+  weight_B = jnp.maximum(data.percentile_R[row_i], data.percentile_R[row_j]) ** top_weight
   return loss_fn(net_config, params, mf, enc_i, data.target_R[row_i], enc_j,
-                 data.target_R[row_j])
+                 data.target_R[row_j], weight_B)
 
 
 def _optimizer(train_config: TrainConfig, dyn) -> optax.GradientTransformation:
@@ -335,10 +345,9 @@ def _top_quantile_metric(net_config, train_config, dyn, params, mf_TxF, data, ta
 
 def _loss_metric(net_config, train_config, dyn, params, mf_TxF, data, task, row_i, row_j):
   """The training loss on held-out pairs, without meta-feature dropout."""
-  del dyn
   drop = jnp.zeros(task.shape, bool)
   return _batch_loss(net_config, train_config, params, mf_TxF, data, task, row_i, row_j,
-                     drop)[0]
+                     drop, dyn["top_weight"])[0]
 
 
 _VALIDATION_METRICS = {"top_quantile": _top_quantile_metric, "loss": _loss_metric}
@@ -447,7 +456,7 @@ def train(net_config: vn.ValueNetConfig, train_config: TrainConfig, dyn: dict,
     keep_interactions = 1.0 - jax.random.bernoulli(k_inter, dyn["interaction_dropout"])
     grad_fn = jax.value_and_grad(
         lambda p: _batch_loss(net_config, tc, scale_interactions(p, keep_interactions), mf_TxF,
-                              data, task, row_i, row_j, drop),
+                              data, task, row_i, row_j, drop, dyn["top_weight"]),
         has_aux=True)
     (loss, _), grads = grad_fn(params)
     updates, opt_state = optimizer.update(grads, opt_state, params)

@@ -5,24 +5,31 @@ operation, which learning-rate range) tends to carry over to a new task; interac
 choices carry over on some meta-datasets (an MLP's learning rate and weight decay) and not on
 others (NAS-Bench-Graph's operations); so V is
 
-    V(m, a) = <w, phi(a)>  +  <G(m) - G(0), phi(a)>  +  MLP(a)
-              main effects    task-dependent      interactions between choices
-                              main effects        (shrunk by a held-out scale)
+    V(m, a) = <w, phi(a)>  +  <G(m) - G(0), phi(a)>  +  <u, h(a)>
+              main effects    task-dependent        interactions between choices
+                              main effects          (shrunk by a held-out scale)
 
 where phi(a) is the encoding with each numeric entry expanded into a smooth radial basis (so a
-numeric choice can have an interior optimum), G is a small MLP of the standardised
-meta-features (m = 0 is the mean training task, where the term vanishes), and the
-last layers of G and of the interaction MLP start at zero: training starts from the additive
-across-task prior and departs from it only as far as the data (and early stopping on held-out
-tasks) supports; after training, `tarch.meta_train` shrinks each of the two optional terms by a
-scale chosen on held-out tasks. Meta-feature dropout in training (see `tarch.meta_train`) makes
-V with the mean meta-features the across-task prior, a smoothed "best on average".
+numeric choice can have an interior optimum), h(a) the last hidden layer of an MLP of the
+encoding (the interaction features), and G a small MLP of the standardised meta-features (m = 0
+is the mean training task, where the term vanishes). The last layers of G and of the interaction
+MLP start at zero: training starts from the additive across-task prior and departs from it only
+as far as the data (and early stopping on held-out tasks) supports; after training,
+`tarch.meta_train` shrinks each of the two optional terms by a scale chosen on held-out tasks.
+Meta-feature dropout in training (see `tarch.meta_train`) makes V with the mean meta-features
+the across-task prior, a smoothed "best on average".
+
+`task_interactions=True` lets G weigh h(a) as well, `<G(m) - G(0), [phi(a), h(a)]>`: a two-tower
+product of a task embedding and learned architecture features, so which combination of choices
+is best may itself depend on the task. It makes V alone better on every meta-dataset of the
+suite, but the blend worse on NAS-Bench-Graph (BUILD_NOTES.md), so it is off by default.
 
 An ensemble of such networks (stacked parameters, one leading axis) is averaged at prediction.
 
 Losses take a batch of (task, architecture) pairs and return `(loss, aux)`:
 - "mse": regression on per-task normalised scores (the paper's choice);
 - "pairwise": logistic loss on the order of two architectures of the same task (a ranking loss).
+Both take optional per-pair weights (`TrainConfig.top_weight` puts them on the top of a task).
 
 Shape letters: B batch, E encoding width, D width of phi, F meta-features, M ensemble members,
 N architectures.
@@ -45,6 +52,8 @@ class ValueNetConfig:
   interaction_hidden: tuple[int, ...] = (64,)  # widths of the interaction MLP; () for none
   task_hidden: tuple[int, ...] = (32,)  # widths of the meta-feature MLP G before its head
   use_meta_features: bool = True  # False: no G term, V is the across-task prior (ablation)
+  task_interactions: bool = False  # G also weighs the interaction MLP's last hidden units, so
+  # that interactions between choices may depend on the task (a two-tower term)
   numeric_basis: int = 8  # radial basis functions per numeric encoding entry
   # Layout of the search space's encoding; set by `meta_train.fit` from the space:
   encoding_dim: int = 0  # E
@@ -54,6 +63,13 @@ class ValueNetConfig:
   def feature_dim(self) -> int:
     """Width D of phi(a)."""
     return self.encoding_dim + len(self.numeric_dims) * (self.numeric_basis - 1)
+
+  @property
+  def embedding_dim(self) -> int:
+    """Width of the task embedding G(m): D, plus the interaction MLP's last width with
+    `task_interactions`."""
+    extra = self.interaction_hidden[-1] if self.task_interactions and self.interaction_hidden else 0
+    return self.feature_dim + extra
 
 
 def features(config: ValueNetConfig, enc_E: jax.Array) -> jax.Array:
@@ -86,17 +102,18 @@ class ValueNet(nn.Module):
       self.interactions = nn.Dense(1, kernel_init=nn.initializers.zeros)
     if self.config.use_meta_features:
       self.task_layers = [nn.Dense(w) for w in self.config.task_hidden]
-      self.task_effects = nn.Dense(self.config.feature_dim, kernel_init=nn.initializers.zeros)
+      self.task_effects = nn.Dense(self.config.embedding_dim, kernel_init=nn.initializers.zeros)
 
   def task_embedding(self, mf_F: jax.Array) -> jax.Array:
-    """G(m) - G(0): per-task weights on phi(a), `[..., D]` (zeros without meta-features).
+    """G(m) - G(0): per-task weights on phi(a) (and, with `task_interactions`, on the
+    interaction MLP's last hidden units), `[..., embedding_dim]` (zeros without meta-features).
 
     Subtracting G at the training mean (m = 0 after standardisation) makes V at the mean task,
     which meta-feature dropout trains, exactly the main effects: the across-task prior. Scaling
     this term toward 0 (`meta_train.scale_task_effects`) then moves V toward that prior.
     """
     if not self.config.use_meta_features:
-      return jnp.zeros(mf_F.shape[:-1] + (self.config.feature_dim,), mf_F.dtype)
+      return jnp.zeros(mf_F.shape[:-1] + (self.config.embedding_dim,), mf_F.dtype)
     def g(x):
       for layer in self.task_layers:
         x = nn.gelu(layer(x))
@@ -106,12 +123,15 @@ class ValueNet(nn.Module):
   def value(self, g_D: jax.Array, enc_E: jax.Array) -> jax.Array:
     """V given the task embedding."""
     phi = features(self.config, enc_E)
-    value = self.main_effects(phi)[..., 0] + jnp.sum(phi * g_D, axis=-1)
+    d = self.config.feature_dim
+    value = self.main_effects(phi)[..., 0] + jnp.sum(phi * g_D[..., :d], axis=-1)
     if self.config.interaction_hidden:
       h = enc_E
       for layer in self.interaction_layers:
         h = nn.gelu(layer(h))
       value = value + self.interactions(h)[..., 0]
+      if self.config.task_interactions:
+        value = value + jnp.sum(h * g_D[..., d:], axis=-1)
     return value
 
   def __call__(self, mf_F: jax.Array, enc_E: jax.Array) -> jax.Array:
@@ -150,7 +170,8 @@ def apply_fused(config: ValueNetConfig, fused: dict, g_MxD: jax.Array, enc_NxE: 
   """Predictions of every member given its task embedding, `[M, N]`: equal to
   `apply_embedded` on the params `fuse_members` was given."""
   phi_NxD = features(config, enc_NxE)
-  value_NxM = phi_NxD @ (fused["main_DxM"] + g_MxD.T) + fused["main_M"]
+  d = config.feature_dim
+  value_NxM = phi_NxD @ (fused["main_DxM"] + g_MxD[:, :d].T) + fused["main_M"]
   if config.interaction_hidden:
     (w_MxExH, b_MxH), *rest = fused["hidden"]
     m, e, h = w_MxExH.shape
@@ -159,7 +180,8 @@ def apply_fused(config: ValueNetConfig, fused: dict, g_MxD: jax.Array, enc_NxE: 
         -1, m, h) + b_MxH)
     for w, b in rest:
       h_NxMxH = nn.gelu(jnp.einsum("nmh,mhk->nmk", h_NxMxH, w) + b)
-    value_NxM = value_NxM + jnp.einsum("nmh,mh->nm", h_NxMxH, fused["out_MxH"]) + fused["out_M"]
+    out_MxH = fused["out_MxH"] + g_MxD[:, d:] if config.task_interactions else fused["out_MxH"]
+    value_NxM = value_NxM + jnp.einsum("nmh,mh->nm", h_NxMxH, out_MxH) + fused["out_M"]
   return value_NxM.T
 
 
@@ -196,22 +218,25 @@ def init_params(config: ValueNetConfig, key: jax.Array, num_features: int, enc_d
 
 
 def mse_loss(config: ValueNetConfig, params, mf_BxF, enc_BxE, target_B, other_enc_BxE,
-             other_target_B):
-  """Squared error on normalised scores. The `other_*` pair members are used as extra samples."""
+             other_target_B, weight_B=None):
+  """Squared error on normalised scores. The `other_*` pair members are used as extra samples;
+  `weight_B` (default 1) weighs each pair."""
   net = ValueNet(config)
   pred = net.apply(params, mf_BxF, jnp.stack([enc_BxE, other_enc_BxE]))
   err = pred - jnp.stack([target_B, other_target_B])
-  loss = jnp.mean(err**2)
+  weight = jnp.ones_like(target_B) if weight_B is None else weight_B
+  loss = jnp.sum(weight * err**2) / jnp.maximum(2 * weight.sum(), 1e-12)
   return loss, {"loss": loss}
 
 
 def pairwise_loss(config: ValueNetConfig, params, mf_BxF, enc_BxE, target_B, other_enc_BxE,
-                  other_target_B):
-  """Logistic loss on which of two architectures of the same task scores higher (ties skipped)."""
+                  other_target_B, weight_B=None):
+  """Logistic loss on which of two architectures of the same task scores higher (ties skipped),
+  each pair weighted by `weight_B` (default 1)."""
   net = ValueNet(config)
   diff = net.apply(params, mf_BxF, enc_BxE) - net.apply(params, mf_BxF, other_enc_BxE)
   sign = jnp.sign(target_B - other_target_B)
-  weight = jnp.abs(sign)
+  weight = jnp.abs(sign) if weight_B is None else jnp.abs(sign) * weight_B
   loss = jnp.sum(weight * jax.nn.softplus(-sign * diff)) / jnp.maximum(weight.sum(), 1.0)
   return loss, {"loss": loss}
 

@@ -180,7 +180,7 @@ def test_interaction_term_is_shrunk_by_its_own_scale(synthetic_ds):
     ("ensemble_size", 0), ("num_steps", 0), ("eval_every", 0), ("top_quantile", 0.0),
     ("meta_feature_dropout", 1.0), ("holdout_tasks", -1), ("task_weighting", "by_size"),
     ("early_stopping", "never"), ("target", "rank"), ("task_effect_scales", (2.0,)),
-    ("interaction_dropout", 1.0), ("interaction_scales", (-1.0,))])
+    ("interaction_dropout", 1.0), ("interaction_scales", (-1.0,)), ("top_weight", -1.0)])
 def test_invalid_train_config_is_named(field, value):
   with pytest.raises(ValueError, match=field.split("_")[0]):
     meta_train.TrainConfig(**{field: value})
@@ -224,6 +224,57 @@ def test_members_hold_out_every_training_task():
   one_task = jnp.array([False, True, False])
   fit, held = map(np.asarray, meta_train.holdout_masks(one_task, two, key))
   assert (fit == np.asarray(one_task)).all() and (held == np.asarray(one_task)).all()
+
+
+def test_a_model_with_task_interactions_fits_saves_and_restores(tmp_path, synthetic_ds):
+  """The two-tower term trains, and a saved model restores with it (not as the default V)."""
+  net = dataclasses.replace(NET, task_interactions=True)
+  model, _ = meta_train.fit(synthetic_ds, net, dataclasses.replace(
+      TRAIN, num_steps=40, eval_every=20, top_weight=3.0), train_tasks=range(5))
+  meta_train.save(model, tmp_path / "model")
+  restored = meta_train.restore(tmp_path / "model")
+  assert restored.config.task_interactions and restored.config == model.config
+  enc = jnp.asarray(synthetic_ds.enc_AxE[:32])
+  for t in (0, 5):
+    f = jnp.asarray(synthetic_ds.features_TxF[t], jnp.float32)
+    np.testing.assert_allclose(restored.predict(f, enc), model.predict(f, enc), rtol=1e-6)
+    assert np.isfinite(np.asarray(model.predict(f, enc))).all()
+
+
+def test_pair_weights_put_the_pairwise_loss_on_the_top():
+  """`top_weight` weighs a pair by the higher percentile of its two architectures: a pair of
+  two bad architectures that V orders wrongly costs less than a wrongly ordered top pair."""
+  config = vn.ValueNetConfig(interaction_hidden=(), task_hidden=(4,), encoding_dim=2)
+  params = vn.init_params(config, jax.random.key(0), 1, 2)
+  params = jax.tree.map(jnp.zeros_like, params)
+  params["params"]["main_effects"]["kernel"] = jnp.array([[1.0], [0.0]])  # V = first entry
+  mf = jnp.zeros((2, 1))
+  enc_i, enc_j = jnp.array([[1.0, 0.0]] * 2), jnp.array([[0.0, 1.0]] * 2)
+  target_i, target_j = jnp.array([0.0, 0.0]), jnp.array([1.0, 1.0])  # V orders both wrongly
+  plain = vn.pairwise_loss(config, params, mf, enc_i, target_i, enc_j, target_j)[0]
+  ones = vn.pairwise_loss(config, params, mf, enc_i, target_i, enc_j, target_j,
+                          jnp.ones(2))[0]
+  assert float(plain) == float(ones) == pytest.approx(float(jax.nn.softplus(1.0)))
+  # Weights 1 and 0: the loss is the first pair's alone (a weighted mean), not halved.
+  first = vn.pairwise_loss(config, params, mf, enc_i, target_i, enc_j, target_j,
+                           jnp.array([1.0, 0.0]))[0]
+  assert float(first) == pytest.approx(float(plain))
+  mse = vn.mse_loss(config, params, mf, enc_i, target_i, enc_j, target_j)[0]
+  assert float(mse) == pytest.approx(float(vn.mse_loss(
+      config, params, mf, enc_i, target_i, enc_j, target_j, jnp.array([2.0, 2.0]))[0]))
+
+
+def test_top_weight_changes_what_v_learns(synthetic_ds):
+  """Percentiles are in (0, 1]; weighting pairs by them changes the trained V."""
+  data = meta_train.prepare_data(synthetic_ds, "zscore")
+  assert float(data.percentile_R.min()) > 0 and float(data.percentile_R.max()) == 1.0
+  config = dataclasses.replace(TRAIN, num_steps=20, eval_every=10)
+  a, _ = meta_train.fit(synthetic_ds, NET, config, train_tasks=range(6))
+  b, _ = meta_train.fit(synthetic_ds, NET, dataclasses.replace(config, top_weight=2.0),
+                        train_tasks=range(6))
+  enc = jnp.asarray(synthetic_ds.enc_AxE[:32])
+  mf = jnp.asarray(synthetic_ds.features_TxF[0], jnp.float32)
+  assert not np.allclose(a.predict(mf, enc), b.predict(mf, enc))
 
 
 def test_one_standard_error_rule_keeps_the_first_choice_unless_clearly_worse():
@@ -289,10 +340,11 @@ def test_blend_score_of_best_on_average_is_the_mean_percentile_order(synthetic_d
   np.testing.assert_allclose(near, score, rtol=1e-6)
 
 
+@pytest.mark.parametrize("task_interactions", [False, True])
 @pytest.mark.parametrize("hidden", [(), (16,), (16, 8)])
-def test_fused_members_predict_as_the_ensemble(hidden):
+def test_fused_members_predict_as_the_ensemble(hidden, task_interactions):
   config = vn.ValueNetConfig(interaction_hidden=hidden, task_hidden=(4,), encoding_dim=6,
-                             numeric_dims=(4, 5))
+                             numeric_dims=(4, 5), task_interactions=task_interactions)
   params = jax.vmap(lambda k: vn.init_params(config, k, 3, 6))(jax.random.split(
       jax.random.key(0), 4))
   noise = jax.random.key(1)
@@ -332,3 +384,22 @@ def test_early_stopping_keeps_each_members_best_evaluation(synthetic_ds):
   assert all(b <= a + 1e-6 for a, b in zip(best, best[1:]))
   # Each member keeps its own best: their mean is at most the best mean of one evaluation.
   assert best[-1] <= min(h["val_loss"] for h in history) + 1e-6
+
+
+@pytest.mark.parametrize("task_interactions", [False, True])
+def test_only_task_interactions_let_interactions_depend_on_the_task(task_interactions):
+  """The interaction contrast V(a11) - V(a10) - V(a01) + V(a00) of two binary choices is the
+  same for every task unless G also weights the interaction MLP's hidden units."""
+  config = vn.ValueNetConfig(interaction_hidden=(16,), task_hidden=(4,), encoding_dim=4,
+                             task_interactions=task_interactions)
+  params = vn.init_params(config, jax.random.key(0), 3, 4)
+  noise = jax.random.key(1)
+  params = jax.tree.map(lambda x: x + 0.3 * jax.random.normal(noise, x.shape), params)
+  enc = jnp.array([[1, 0, 1, 0], [1, 0, 0, 1], [0, 1, 1, 0], [0, 1, 0, 1]], jnp.float32)
+  net = vn.ValueNet(config)
+  contrast = [float(np.dot(net.apply(params, m, enc), [1, -1, -1, 1]))
+              for m in (jnp.zeros(3), jnp.array([1.0, -2.0, 0.5]))]
+  if task_interactions:
+    assert abs(contrast[0] - contrast[1]) > 1e-3
+  else:
+    np.testing.assert_allclose(contrast[0], contrast[1], atol=1e-5)
