@@ -1,6 +1,7 @@
 """Generality suite: leave-one-task-out on meta-datasets that differ in kind.
 
   python benchmarks/suite.py [--workdir=DIR] [--seeds=0] [--only=name,...] [--config=VARIANT]
+                             [--set group.field=value ...] [--compare=OTHER_WORKDIR]
 
 tarch's defaults must hold on meta-datasets nobody tuned them on; this suite is where they are
 chosen and judged. For each meta-dataset (`SUITE`) it runs every fold and seed as one sweep
@@ -15,17 +16,25 @@ simulations, as the caches' fingerprints require). Writes `WORKDIR/suite_summary
   {"meta_datasets": {"<name>": {"methods": {"<method>": {"mean_normalized_regret": float}},
                                 "tarch_minus_best_on_average": float, "se": float}}}
 
+and `WORKDIR/suite_results.csv`, every held-out task's normalised regret per method and seed.
+`--set value_net.task_interactions=True` (repeatable; any field of the LOTO config's groups)
+runs a variant of the defaults, and `--compare=OTHER_WORKDIR` prints, per meta-dataset, tarch's
+paired difference to the tarch of another run's `suite_results.csv` (per task, seeds averaged
+first, with its standard error over tasks): how a change of default is judged on the suite.
+
 The last line is `suite_worst_paired_diff_vs_boa=X`: the largest tarch - best_on_average over
 the meta-datasets (lower is better; <= 0 means tarch is never behind on average).
 """
 
 import argparse
+import ast
 import dataclasses
 import json
 import os
 import time
 
 import numpy as np
+import pandas as pd
 
 from experiments import generate
 from experiments.configs import offline
@@ -109,10 +118,29 @@ def load(name: str, workdir: str) -> tuple[runs.MetaDataset, np.ndarray | None]:
   return ds, groups
 
 
-def evaluate_one(name: str, workdir: str, seeds, config_variant: str) -> dict:
-  """One meta-dataset's row of the suite: method means, paired difference, blend weights."""
+def suite_config(variant: str = "", settings=()):
+  """The LOTO config `variant` with `settings` ("group.field=value", the value a Python
+  literal, or a bare string) applied."""
+  config = get_config(variant)
+  for setting in settings:
+    key, _, text = setting.partition("=")
+    group, _, field = key.partition(".")
+    if not text or group not in config or field not in config[group]:
+      raise SystemExit(f"--set {setting!r}: expected group.field=value with a field of "
+                       f"{sorted(k for k in config if hasattr(config[k], 'keys'))}")
+    try:
+      value = ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+      value = text
+    config[group][field] = value
+  return config
+
+
+def evaluate_one(name: str, workdir: str, seeds, config) -> tuple[dict, pd.DataFrame]:
+  """One meta-dataset's row of the suite (method means, paired difference, blend weights) and
+  its per-task results (task, method, seed, normalized_regret)."""
   ds, groups = load(name, workdir)
-  net, train, infer_config = library_configs(get_config(config_variant))
+  net, train, infer_config = library_configs(config)
   static, _ = simulate.split(ds.space, net, train, infer_config)
   spec = sweep.Spec(tasks=tuple(range(ds.num_tasks)), seeds=tuple(seeds))
   store = os.path.join(workdir, "simulations", name)
@@ -122,13 +150,31 @@ def evaluate_one(name: str, workdir: str, seeds, config_variant: str) -> dict:
   per_task = results.groupby(["method", "task"]).normalized_regret.mean().unstack("task")
   diff = per_task.loc["tarch"] - per_task.loc["best_on_average"]
   blend = np.mean([o.result.blend_C for o in outcomes], axis=0)
+  rows = results[["task", "method", "seed", "normalized_regret"]].assign(meta_dataset=name)
   return {
       "methods": {m: {"mean_normalized_regret": float(per_task.loc[m].mean())}
                   for m in METHODS if m in per_task.index},
       "tarch_minus_best_on_average": float(diff.mean()),
       "se": float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan"),
       "blend": ranker.describe_blend(blend), "num_tasks": int(ds.num_tasks),
-  }
+  }, rows
+
+
+def paired_to(other_csv: str, results: pd.DataFrame, name: str) -> str:
+  """tarch here minus tarch in `other_csv` on meta-dataset `name`: mean over tasks (seeds
+  averaged first) +- its standard error, and on how many tasks it is lower / higher."""
+  other = pd.read_csv(other_csv)
+  def per_task(df):
+    df = df[(df.meta_dataset == name) & (df.method == "tarch")]
+    return df.groupby("task").normalized_regret.mean()
+  here, there = per_task(results), per_task(other)
+  common = here.index.intersection(there.index)
+  if len(common) == 0:
+    return f"{name}: not in {other_csv}"
+  d = here[common] - there[common]
+  se = d.std(ddof=1) / np.sqrt(len(d)) if len(d) > 1 else float("nan")
+  return (f"{name}: tarch - compared tarch {d.mean():+.3f} +- {se:.3f} over {len(d)} tasks "
+          f"(lower on {(d < 0).sum()}, higher on {(d > 0).sum()})")
 
 
 def main():
@@ -137,17 +183,26 @@ def main():
   parser.add_argument("--seeds", default="0")
   parser.add_argument("--only", default=",".join(SUITE))
   parser.add_argument("--config", default="", help="variant of experiments/configs/loto.py")
+  parser.add_argument("--set", action="append", default=[], metavar="GROUP.FIELD=VALUE",
+                      help="override a field of the LOTO config (repeatable)")
+  parser.add_argument("--compare", default="", metavar="OTHER_WORKDIR",
+                      help="print tarch's paired difference to that run's suite_results.csv")
   args = parser.parse_args()
+  config = suite_config(args.config, args.set)
+  other_csv = os.path.join(args.compare, "suite_results.csv") if args.compare else ""
+  if other_csv and not os.path.exists(other_csv):
+    raise SystemExit(f"--compare: {other_csv} does not exist")
   seeds = [int(s) for s in args.seeds.split(",")]
   names = args.only.split(",")
   unknown = sorted(set(names) - set(SUITE))
   if unknown:
     raise SystemExit(f"unknown meta-datasets {unknown}; valid: {sorted(SUITE)}")
   os.makedirs(args.workdir, exist_ok=True)
-  rows = {}
+  rows, per_task = {}, []
   for name in names:
     start = time.perf_counter()
-    rows[name] = evaluate_one(name, args.workdir, seeds, args.config)
+    rows[name], results = evaluate_one(name, args.workdir, seeds, config)
+    per_task.append(results)
     r = rows[name]
     print(f"{name}: tarch - best_on_average {r['tarch_minus_best_on_average']:+.3f} "
           f"+- {r['se']:.3f} ({time.perf_counter() - start:.0f} s)", flush=True)
@@ -165,7 +220,14 @@ def main():
       name: {k: r[k] for k in ("methods", "tarch_minus_best_on_average", "se")}
       for name, r in rows.items()}}
   atomic.atomic_write_json(os.path.join(args.workdir, "suite_summary.json"), summary)
-  print(f"wrote {args.workdir}/suite_summary.json")
+  results = pd.concat(per_task, ignore_index=True)
+  atomic.atomic_write_text(os.path.join(args.workdir, "suite_results.csv"),
+                           results.to_csv(index=False))
+  print(f"wrote {args.workdir}/suite_summary.json and suite_results.csv")
+  if other_csv:
+    print(f"\ncompared with {other_csv}:")
+    for name in rows:
+      print(paired_to(other_csv, results, name))
   worst = max(r["tarch_minus_best_on_average"] for r in rows.values())
   print(f"suite_worst_paired_diff_vs_boa={worst:.4f}")
 
