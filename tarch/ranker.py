@@ -7,13 +7,12 @@ wide bandwidth (`tarch.task_kernel`, fixed bandwidths: nothing is tuned); and be
 every training task weighted equally. A blend standardises each component over the candidates
 and adds them with weights on the simplex (`BLENDS`, steps of 1/4).
 
-Every candidate blend is judged honestly: each held-out training task is ranked by the mean of
-the members that held it out (one, or two where the k-fold split wraps around) and by the
-kernels and best_on_average of *the first such member's fit tasks*, so no component has seen the
-task it is judged on (the mean percentile of the blend's top `top_quantile` is the metric). The
-one-standard-error rule, paired over those tasks, then takes the simplest blend whose metric is
-within a standard error of the best, simplest meaning most weight on best_on_average (then the
-wide kernel, the narrow one, V). So the pick falls back to
+Every candidate blend is judged honestly: each held-out training task is ranked by the member
+that held it out and by the kernels and best_on_average of *that member's fit tasks*, so no
+component has seen the task it is judged on (the mean percentile of the blend's top
+`top_quantile` is the metric). The one-standard-error rule, paired over those tasks, then takes
+the simplest blend whose metric is within a standard error of the best, simplest meaning most
+weight on best_on_average (then the wide kernel, the narrow one, V). So the pick falls back to
 best_on_average unless the held-out tasks show, beyond their noise, that the meta-features help:
 a meta-dataset without task structure gets best_on_average, one with strong structure the
 component that uses it.
@@ -96,20 +95,19 @@ def heldout_blend_metrics(model: ValueModel, table: tables.PercentileTable, feat
                           z_TxF: jax.Array, fit_MxT: jax.Array, held_MxT: jax.Array,
                           top_quantile) -> jax.Array:
   """`[T, S]`: for each task some member held out, the mean percentile of the architectures
-  each of `BLENDS` ranks in its top `top_quantile`, V the mean of the members that held the
-  task out, the table components built from the fit tasks of the first of them (NaN for tasks
-  no member held out)."""
+  each of `BLENDS` ranks in its top `top_quantile`, the components built by the member that
+  first held it out from that member's fit tasks (NaN for tasks no member held out)."""
+  net = vn.ValueNet(model.config)
   holder_T = jnp.argmax(held_MxT, axis=0)
   blends_SxC = jnp.asarray(BLENDS)
-  fused = vn.fuse_members(model.config, model.params)
 
   def one(t):  # over the task's own results only (`rows_TxN`): the others are not members
+    m = holder_T[t]
     rows_N, member_N = table.rows_TxN[t], table.valid_TxN[t]
-    value_MxN = vn.apply_fused(model.config, fused, model.task_embeddings(features_TxF[t]),
-                               table.enc_AxE[rows_N])
-    holders_M = held_MxT[:, t].astype(jnp.float32)
-    value_N = holders_M @ value_MxN / jnp.maximum(holders_M.sum(), 1.0)
-    kernel = task_kernel_lib.TaskKernel.build(z_TxF, fit_MxT[holder_T[t]], table)
+    g_D = model.task_embeddings(features_TxF[t])[m]
+    params = jax.tree.map(lambda x: x[m], model.params)
+    value_N = net.apply(params, g_D, table.enc_AxE[rows_N], method=vn.ValueNet.value)
+    kernel = task_kernel_lib.TaskKernel.build(z_TxF, fit_MxT[m], table)
     scores_CxN = table_components(kernel, z_TxF[t], value_N, rows_N)
     return jax.vmap(lambda score_N: tables.top_quantile_mean(
         score_N, table.pct_TxA[t, rows_N], member_N, top_quantile))(
