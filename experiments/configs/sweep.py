@@ -7,7 +7,7 @@ Every `sweep` field is a comma-separated list of values; an empty one is not swe
 value of the LOTO config is used). `seeds` are the seeds of each held-out task's simulation; the
 others are the dynamic hyperparameters of `tarch.sweep.SWEEPABLE`: V's training
 (`learning_rate`, `weight_decay`, `meta_feature_dropout`, `interaction_dropout`,
-`top_quantile`) and the ascent, prefixed `infer_` (`infer_learning_rate`,
+`top_quantile`, `top_weight`) and the ascent, prefixed `infer_` (`infer_learning_rate`,
 `infer_support_weight`, ...). Static settings (network layout, ensemble size, step counts)
 are set as in LOTO, e.g. `--config.train.ensemble_size=4`, and are one compiled program.
 """
