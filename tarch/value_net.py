@@ -237,7 +237,8 @@ def pairwise_loss(config: ValueNetConfig, params, mf_BxF, enc_BxE, target_B, oth
   diff = net.apply(params, mf_BxF, enc_BxE) - net.apply(params, mf_BxF, other_enc_BxE)
   sign = jnp.sign(target_B - other_target_B)
   weight = jnp.abs(sign) if weight_B is None else jnp.abs(sign) * weight_B
-  loss = jnp.sum(weight * jax.nn.softplus(-sign * diff)) / jnp.maximum(weight.sum(), 1.0)
+  # A weighted mean; the floor only matters for a batch of ties (numerator 0 as well).
+  loss = jnp.sum(weight * jax.nn.softplus(-sign * diff)) / jnp.maximum(weight.sum(), 1e-12)
   return loss, {"loss": loss}
 
 

@@ -259,6 +259,11 @@ def test_pair_weights_put_the_pairwise_loss_on_the_top():
   first = vn.pairwise_loss(config, params, mf, enc_i, target_i, enc_j, target_j,
                            jnp.array([1.0, 0.0]))[0]
   assert float(first) == pytest.approx(float(plain))
+  small = vn.pairwise_loss(config, params, mf, enc_i, target_i, enc_j, target_j,
+                           jnp.array([1e-3, 1e-3]))[0]  # a mean, however small the weights
+  assert float(small) == pytest.approx(float(plain))
+  ties = vn.pairwise_loss(config, params, mf, enc_i, target_i, enc_j, target_i)[0]
+  assert float(ties) == 0.0
   mse = vn.mse_loss(config, params, mf, enc_i, target_i, enc_j, target_j)[0]
   assert float(mse) == pytest.approx(float(vn.mse_loss(
       config, params, mf, enc_i, target_i, enc_j, target_j, jnp.array([2.0, 2.0]))[0]))
