@@ -237,11 +237,11 @@ def simulate_fewshot(static: Static, dyn: dict, data: simulate.Data, task: jax.A
 
   def tarch_scores_with(refine_dyn):
     prior = refine.prior(model, z_F, f.value_A, jnp.arange(num_archs), pool_A,
-                         refine_dyn["prior_floor"])
+                         refine_dyn["prior_floor"], enc_AxE)
 
     def scores(obs_N, y_N, mask_N, b):
       score_A, _, _, w_H = refine.acquisition(prior, prior.z_HxX[:, obs_N], y_N, mask_N,
-                                               refine_dyn)
+                                               refine_dyn, prior.phi_XxD[obs_N])
       return score_A, w_H[0] / jnp.maximum(w_H.sum(), 1e-30)
     return scores
 

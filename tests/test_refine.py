@@ -51,8 +51,11 @@ def test_without_observations_the_ranking_is_the_zero_shot_one(model, synthetic_
       -np.asarray(model.score(features, cand)), kind="stable") if i < len(cand) - 3][:5]])
 
 
-@pytest.mark.parametrize("improvement", [0.0, 1.0])
-def test_padding_and_monotone_transformations_change_nothing(model, synthetic_ds, improvement):
+@pytest.mark.parametrize("config", [refine.RefineConfig(improvement=0.0),
+                                    refine.RefineConfig(improvement=1.0),
+                                    refine.RefineConfig(adaptation=1.0)],
+                         ids=["mean", "improvement", "adaptation"])
+def test_padding_and_monotone_transformations_change_nothing(model, synthetic_ds, config):
   features = jnp.asarray(synthetic_ds.features_TxF[HELD_OUT], jnp.float32)
   cand = jnp.asarray(_candidates(model))
   table = model.kernel.table
@@ -62,7 +65,6 @@ def test_padding_and_monotone_transformations_change_nothing(model, synthetic_ds
   # Scores ordered as training task 1 orders them, so that the weights move off the prior.
   y = jnp.asarray(table.pct_TxA)[1, rows_C[seen]] + jnp.linspace(0.0, 1e-3, seen.shape[0])
   refiner = refine.TaskRefiner(model, synthetic_ds.space, features)
-  config = refine.RefineConfig(improvement=improvement)
   _, dyn = refine.hparams.split(config)
 
   def call(width, scores):
@@ -122,6 +124,46 @@ def test_observations_that_contradict_the_prior_move_the_suggestions(model, synt
   assert keys(out.encodings) <= keys(cand[best_open])
 
 
+def test_value_correction_follows_the_observed_order():
+  """V orders six observations by feature 0, their scores by feature 1: the fitted correction
+  weighs feature 1 up, and V's corrected scores agree with the observed order more than V's
+  do, up to the observed order itself at a large prior scale. No pair of distinct scores, or scale 0: exactly
+  no correction."""
+  phi = jnp.asarray([[1, 0, 0], [1, 0, 1], [1, 1, 0], [0, 1, 1], [0, 1, 0], [0, 0, 1]],
+                    jnp.float32)
+  z = phi[:, 0] + 0.1 * jnp.arange(6.0)
+  y = phi[:, 1] + 0.01 * jnp.arange(6.0)
+  mask = jnp.ones(6, bool)
+  tau = lambda scores: float(refine.kendall_tau(scores[None], y, mask)[0])
+  taus = []
+  for scale in (0.3, 1.0, 3.0):
+    eta = refine.value_correction(z, phi, y, mask, scale)
+    assert int(jnp.argmax(eta)) == 1
+    taus.append(tau(z + scale * phi @ eta))
+  assert tau(z) < 0 < taus[0] <= taus[1] <= taus[2] == 1.0
+  for args in [(z, phi, y, jnp.zeros(6, bool), 1.0), (z, phi, jnp.ones(6), mask, 1.0),
+               (z, phi, y, mask, 0.0)]:
+    assert np.all(np.asarray(refine.value_correction(*args)) == 0)
+  # Judged out of sample: the first observations' correction knows nothing of the later ones,
+  # so the prequential tau is below the in-sample one; at scale 0 it is V's own tau exactly.
+  assert float(refine.prequential_tau(z, phi, y, mask, 3.0)) < taus[2]
+  assert float(refine.prequential_tau(z, phi, y, mask, 0.0)) == tau(z)
+  rng = np.random.default_rng(0)
+  z7, y7 = jnp.asarray(rng.normal(size=7)), jnp.asarray(rng.normal(size=7))
+  assert float(refine.prequential_tau(z7, jnp.zeros((7, 2)), y7, jnp.ones(7, bool), 1.0)) == (
+      float(refine.kendall_tau(z7[None], y7, jnp.ones(7, bool))[0]))
+
+
+def test_without_observations_the_correction_changes_nothing(model, synthetic_ds):
+  features = synthetic_ds.features_TxF[HELD_OUT]
+  cand = _candidates(model)
+  plain = refine.refine(model, synthetic_ds.space, features, [], [], q=len(cand))
+  adapted = refine.refine(model, synthetic_ds.space, features, [], [], q=len(cand),
+                          config=refine.RefineConfig(adaptation=1.0))
+  np.testing.assert_array_equal(adapted.encodings, plain.encodings)
+  np.testing.assert_array_equal(adapted.predicted, plain.predicted)
+
+
 def test_expected_improvement_bets_on_one_hypothesis_where_the_mean_hedges():
   """Two equally likely hypotheses; candidate 1 is good under both, 2 and 3 are best under one
   each. The refined mean prefers 1, the expected improvement over the observed candidate 0
@@ -174,6 +216,8 @@ def test_refine_errors_name_the_problem(model, synthetic_ds):
     refine.RefineConfig(prior_strength=float("inf"))
   with pytest.raises(ValueError, match="improvement"):
     refine.RefineConfig(improvement=1.5)
+  with pytest.raises(ValueError, match="adaptation"):
+    refine.RefineConfig(adaptation=-1.0)
 
 
 def test_kendall_tau_and_the_weight_change():
@@ -195,10 +239,12 @@ def test_kendall_tau_and_the_weight_change():
   prior_H = jnp.asarray([1.5, 0.5])
   z_HxK = jnp.asarray([[1.0, 0.0], [0.0, 1.0]])
   y2, m2 = jnp.asarray([0.0, 1.0]), jnp.asarray([True, True])
-  change = refine.weight_change(prior_H, z_HxK, y2, m2, 4.0, 1.0)
+  change = refine.weight_change(prior_H, refine.kendall_tau(z_HxK, y2, m2), m2, 4.0, 1.0)
   np.testing.assert_allclose(prior_H + change, 2 * (np.array([0.75, 0.25]) / 3
                                                       + 2 / 3 * np.array([0.0, 1.0])), rtol=1e-6)
-  none = refine.weight_change(prior_H, z_HxK, y2, jnp.asarray([False, False]), 4.0, 1.0)
+  none_mask = jnp.asarray([False, False])
+  none = refine.weight_change(prior_H, refine.kendall_tau(z_HxK, y2, none_mask), none_mask,
+                              4.0, 1.0)
   assert np.all(np.asarray(none) == 0)  # exactly: the zero-shot scores are left as they are
 
 
