@@ -48,17 +48,18 @@ chases single training tasks' best architectures, was worse on NAS-Bench-Graph a
 (BUILD_NOTES.md, "Few-shot search"). Without observations the acquisition is s_0.
 
 V's hypothesis also learns from the observations (`RefineConfig.adaptation`, a scale
-sigma >= 0, 0 turning it off): V's task term is linear in its architecture features phi(a) (`tarch.value_net`), so
-a task-specific correction of its task embedding is a linear term sigma <eta, phi(a)> added to
-V's standardised scores, eta fitted by MAP (`value_correction`: a pairwise logistic likelihood
-of the observed order, a standard normal prior on eta, a few Newton steps). It lets V express
-preferences of the new task that no training task and no meta-feature showed, while the
-training tasks' hypotheses stay what they are. V's weight then moves by the tau of its
-corrected scores judged out of sample (`prequential_tau`: each observation against the earlier
-ones, by the correction fitted before it was observed), so that a fit cannot vouch for itself;
-this is the one place where the observations' order (the order they were trained in) matters.
-With sigma = 1 the search was better after 3 to 20 trainings on NAS-Bench-Graph and level or
-better on three other meta-datasets (BUILD_NOTES.md, "Few-shot search").
+sigma >= 0, 0 turning it off): V's task term is linear in its architecture features phi(a)
+(`tarch.value_net`), so a task-specific correction of its task embedding is a linear term
+sigma <eta, phi(a)> added to V's standardised scores, eta fitted by MAP (`value_correction`: a
+pairwise logistic likelihood of the observed order, a standard normal prior on eta, a few
+Newton steps). It lets V express preferences of the new task that no training task and no
+meta-feature showed, while the training tasks' hypotheses stay what they are. V's weight then
+moves by the tau of its corrected scores judged out of sample (`prequential_tau`: each
+observation against the earlier ones, by the correction fitted before it was observed), so that
+a fit cannot vouch for itself; the observations' order (the order they were trained in)
+matters here. With sigma = 1 the search was better after 3 to 20 trainings on NAS-Bench-Graph
+(on the seeds that chose it and on fresh ones) and level on four other meta-datasets
+(BUILD_NOTES.md, "Few-shot search").
 
 Everything is a pure function of device arrays; the observations are padded to a fixed length
 with a mask, so calls with any number of them share one compiled program.

@@ -127,8 +127,8 @@ def test_observations_that_contradict_the_prior_move_the_suggestions(model, synt
 def test_value_correction_follows_the_observed_order():
   """V orders six observations by feature 0, their scores by feature 1: the fitted correction
   weighs feature 1 up, and V's corrected scores agree with the observed order more than V's
-  do, up to the observed order itself at a large prior scale. No pair of distinct scores, or scale 0: exactly
-  no correction."""
+  do, up to the observed order itself at a large prior scale. No pair of distinct scores, or
+  scale 0: exactly no correction."""
   phi = jnp.asarray([[1, 0, 0], [1, 0, 1], [1, 1, 0], [0, 1, 1], [0, 1, 0], [0, 0, 1]],
                     jnp.float32)
   z = phi[:, 0] + 0.1 * jnp.arange(6.0)
