@@ -154,14 +154,22 @@ def test_value_correction_follows_the_observed_order():
       float(refine.kendall_tau(z7[None], y7, jnp.ones(7, bool))[0]))
 
 
-def test_without_observations_the_correction_changes_nothing(model, synthetic_ds):
+def test_the_correction_acts_only_with_observations(model, synthetic_ds):
   features = synthetic_ds.features_TxF[HELD_OUT]
   cand = _candidates(model)
-  plain = refine.refine(model, synthetic_ds.space, features, [], [], q=len(cand))
+  plain = refine.refine(model, synthetic_ds.space, features, [], [], q=len(cand),
+                        config=refine.RefineConfig(adaptation=0.0))
   adapted = refine.refine(model, synthetic_ds.space, features, [], [], q=len(cand),
-                          config=refine.RefineConfig(adaptation=1.0))
+                          config=refine.RefineConfig(adaptation=3.0))
   np.testing.assert_array_equal(adapted.encodings, plain.encodings)
   np.testing.assert_array_equal(adapted.predicted, plain.predicted)
+  # With observations it acts: V's corrected scores move the refined ones.
+  table = model.kernel.table
+  seen = np.arange(0, len(cand), len(cand) // 8)[:8]
+  y = np.asarray(table.pct_TxA)[1, tables.table_rows(table.enc_AxE, cand[seen])]
+  plain, adapted = (refine.refine(model, synthetic_ds.space, features, cand[seen], y, q=5,
+                                  config=refine.RefineConfig(adaptation=a)) for a in (0.0, 3.0))
+  assert not np.allclose(adapted.predicted, plain.predicted)
 
 
 def test_expected_improvement_bets_on_one_hypothesis_where_the_mean_hedges():
