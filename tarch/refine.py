@@ -250,24 +250,26 @@ def value_correction(z_K: jax.Array, phi_KxD: jax.Array, y_K: jax.Array, mask_K:
 
 
 def prequential_tau(z_K: jax.Array, phi_KxD: jax.Array, y_K: jax.Array, mask_K: jax.Array,
-                    scale) -> jax.Array:
-  """Kendall's tau of V's corrected scores with the observations, each observation judged
-  against the earlier ones (in slot order) by the correction fitted before it was observed
-  (`value_correction` on the earlier ones alone), so that the fit is judged out of sample.
-  With `scale` 0 it is `kendall_tau` of `z_K` exactly (every pair counted once either way)."""
+                    scale) -> tuple[jax.Array, jax.Array]:
+  """(tau, eta `[D]`): Kendall's tau of V's corrected scores with the observations, each
+  observation judged against the earlier ones (in slot order) by the correction fitted before it
+  was observed (`value_correction` on the earlier ones alone), so that the fit is judged out of
+  sample; and the correction fitted on all of them. With `scale` 0 the tau is `kendall_tau` of
+  `z_K` exactly (every pair counted once either way)."""
   k = y_K.shape[0]
   slot_K = jnp.arange(k)
 
-  def judge(i):
+  def judge(i):  # i = k: no observation left to judge, the fit on all of them
     earlier_K = mask_K & (slot_K < i)
     eta_D = value_correction(z_K, phi_KxD, y_K, earlier_K, scale)
     u_K = z_K + scale * (phi_KxD @ eta_D)
-    pair_K = earlier_K & mask_K[i] & (y_K != y_K[i])
-    agree_K = jnp.sign(u_K[i] - u_K) * jnp.sign(y_K[i] - y_K)
-    return jnp.sum(jnp.where(pair_K, agree_K, 0.0)), pair_K.sum()
+    j = jnp.minimum(i, k - 1)
+    pair_K = earlier_K & mask_K[j] & (i < k) & (y_K != y_K[j])
+    agree_K = jnp.sign(u_K[j] - u_K) * jnp.sign(y_K[j] - y_K)
+    return jnp.sum(jnp.where(pair_K, agree_K, 0.0)), pair_K.sum(), eta_D
 
-  agree, pairs = jax.vmap(judge)(slot_K)
-  return agree.sum() / jnp.maximum(pairs.sum(), 1)
+  agree, pairs, eta_JxD = jax.vmap(judge)(jnp.arange(k + 1))
+  return agree.sum() / jnp.maximum(pairs.sum(), 1), eta_JxD[k]
 
 
 def refined_scores(z_HxX: jax.Array, score_X: jax.Array, prior_H: jax.Array,
@@ -301,8 +303,8 @@ def acquisition(p: Prior, z_HxK, y_K, mask_K, dyn: dict, phi_KxD: jax.Array | No
     # V's hypothesis corrected toward the observations, its tau judged out of sample. No pair
     # or adaptation 0: exactly no change.
     scale = dyn["adaptation"]
-    tau_H = tau_H.at[0].set(prequential_tau(z_HxK[0], phi_KxD, y_K, mask_K, scale))
-    eta_D = value_correction(z_HxK[0], phi_KxD, y_K, mask_K, scale)
+    tau_v, eta_D = prequential_tau(z_HxK[0], phi_KxD, y_K, mask_K, scale)
+    tau_H = tau_H.at[0].set(tau_v)
     corr_X, corr_K = scale * (p.phi_XxD @ eta_D), scale * (phi_KxD @ eta_D)
     z_HxX, z_HxK = z_HxX.at[0].add(corr_X), z_HxK.at[0].add(corr_K)
     score_X = score_X + p.prior_H[0] * corr_X

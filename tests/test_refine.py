@@ -146,11 +146,13 @@ def test_value_correction_follows_the_observed_order():
     assert np.all(np.asarray(refine.value_correction(*args)) == 0)
   # Judged out of sample: the first observations' correction knows nothing of the later ones,
   # so the prequential tau is below the in-sample one; at scale 0 it is V's own tau exactly.
-  assert float(refine.prequential_tau(z, phi, y, mask, 3.0)) < taus[2]
-  assert float(refine.prequential_tau(z, phi, y, mask, 0.0)) == tau(z)
+  preq, eta = refine.prequential_tau(z, phi, y, mask, 3.0)
+  assert float(preq) < taus[2]
+  np.testing.assert_allclose(eta, refine.value_correction(z, phi, y, mask, 3.0), rtol=1e-6)
+  assert float(refine.prequential_tau(z, phi, y, mask, 0.0)[0]) == tau(z)
   rng = np.random.default_rng(0)
   z7, y7 = jnp.asarray(rng.normal(size=7)), jnp.asarray(rng.normal(size=7))
-  assert float(refine.prequential_tau(z7, jnp.zeros((7, 2)), y7, jnp.ones(7, bool), 1.0)) == (
+  assert float(refine.prequential_tau(z7, jnp.zeros((7, 2)), y7, jnp.ones(7, bool), 1.0)[0]) == (
       float(refine.kendall_tau(z7[None], y7, jnp.ones(7, bool))[0]))
 
 
