@@ -3,12 +3,12 @@
   python benchmarks/refine_speed.py [--repeats 30]
 
 Fits the default model (V plus the chosen blend, the training tasks' table attached) on 8
-NAS-Bench-Graph tasks, then times `refine` for the ninth (`proteins`) with K = 0, 1, 5, 10 and 20
-observed (architecture, validation score) pairs from its own table, q = 1 and q = 8, over the
+NAS-Bench-Graph tasks, then times `refine` for the ninth (`proteins`) with K = 0, 1, 5, 10, 20 and
+50 observed (architecture, validation score) pairs from its own table, q = 1 and q = 8, over the
 default candidates (every architecture a training task evaluated) and over the task's own pool.
 Each call blocks until its results are on the host; calls with K up to 8 share one compiled
-program (padding to 8 slots), K = 10 and K = 20 compile one each (16 and 32 slots). Each case is
-timed side by side as `refine` calls (after the first, the task's refiner is reused: the
+program (padding to 8 slots), K = 10, 20 and 50 compile one each (16, 32 and 64 slots). Each
+case is timed side by side as `refine` calls (after the first, the task's refiner is reused: the
 candidates are scored once, as in a sequential search) and as a fresh `TaskRefiner` per call
 (every candidate scored again). Prints medians (and quartiles) over repeated calls; the last
 line is `refine_ms=X`, the median of `refine` with K = 10, q = 1, default candidates.
@@ -52,7 +52,7 @@ def main():
   order = rng.permutation(len(rows))
   print(f"{ds.space.name}: {len(rows)} pool members, ensemble of {model.ensemble_size}")
   medians = {}
-  for k in (0, 1, 5, 10, 20):
+  for k in (0, 1, 5, 10, 20, 50):
     observed = pool[order[:k]]
     scores = ds.score_R[rows][order[:k]]
     for q, cand, where in ((1, None, "training table"), (8, None, "training table"),

@@ -232,16 +232,23 @@ def value_correction(z_K: jax.Array, phi_KxD: jax.Array, y_K: jax.Array, mask_K:
   logistic likelihood of the observed order (every pair of valid observations with distinct
   scores, V's corrected standardised score `z_K + scale * phi_KxD @ eta` as the logit) and a
   standard normal prior on eta. 0 exactly without such a pair or with `scale` 0."""
-  above_KxK = mask_K[:, None] & mask_K[None] & (y_K[:, None] > y_K[None])
-
-  def loss(eta_D):
-    u_K = z_K + scale * (phi_KxD @ eta_D)
-    margin_KxK = u_K[:, None] - u_K[None]
-    return (jnp.sum(jnp.where(above_KxK, jax.nn.softplus(-margin_KxK), 0.0))
-            + 0.5 * eta_D @ eta_D)
+  above_KxK = (mask_K[:, None] & mask_K[None] & (y_K[:, None] > y_K[None])).astype(z_K.dtype)
+  s_KxD = scale * phi_KxD
+  eye_DxD = jnp.eye(phi_KxD.shape[1], dtype=z_K.dtype)
 
   def newton(eta_D, _):
-    step_D = jnp.linalg.solve(jax.hessian(loss)(eta_D), jax.grad(loss)(eta_D))
+    # The loss sum_{i above j} softplus(u_j - u_i) + |eta|^2 / 2, u = z + s phi eta, in closed
+    # form: with p_ij = sigmoid(u_j - u_i) on each pair, the gradient is s phi^T r + eta (r_k:
+    # what u_k's pairs push it by) and the Hessian s^2 phi^T L phi + I, L the graph Laplacian
+    # of the pairs weighted by p_ij (1 - p_ij).
+    u_K = z_K + s_KxD @ eta_D
+    p_KxK = above_KxK * jax.nn.sigmoid(u_K[None] - u_K[:, None])
+    r_K = p_KxK.sum(0) - p_KxK.sum(1)
+    w_KxK = p_KxK * (1 - jax.nn.sigmoid(u_K[None] - u_K[:, None]))
+    w_KxK = w_KxK + w_KxK.T
+    lap_KxK = jnp.diag(w_KxK.sum(1)) - w_KxK
+    hess_DxD = s_KxD.T @ lap_KxK @ s_KxD + eye_DxD
+    step_D = jnp.linalg.solve(hess_DxD, s_KxD.T @ r_K + eta_D)
     return eta_D - step_D, None
 
   eta_D, _ = jax.lax.scan(newton, jnp.zeros(phi_KxD.shape[1], z_K.dtype), None,
