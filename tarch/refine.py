@@ -238,13 +238,14 @@ def value_correction(z_K: jax.Array, phi_KxD: jax.Array, y_K: jax.Array, mask_K:
 
   def newton(eta_D, _):
     # The loss sum_{i above j} softplus(u_j - u_i) + |eta|^2 / 2, u = z + s phi eta, in closed
-    # form: with p_ij = sigmoid(u_j - u_i) on each pair, the gradient is s phi^T r + eta (r_k:
-    # what u_k's pairs push it by) and the Hessian s^2 phi^T L phi + I, L the graph Laplacian
-    # of the pairs weighted by p_ij (1 - p_ij).
+    # form: with p_ij = sigmoid(u_j - u_i) on each pair, the gradient is s phi^T r + eta (r =
+    # d loss / d u) and the Hessian s^2 phi^T L phi + I, L the graph Laplacian of the pairs
+    # weighted by p_ij (1 - p_ij).
     u_K = z_K + s_KxD @ eta_D
-    p_KxK = above_KxK * jax.nn.sigmoid(u_K[None] - u_K[:, None])
+    sigmoid_KxK = jax.nn.sigmoid(u_K[None] - u_K[:, None])
+    p_KxK = above_KxK * sigmoid_KxK
     r_K = p_KxK.sum(0) - p_KxK.sum(1)
-    w_KxK = p_KxK * (1 - jax.nn.sigmoid(u_K[None] - u_K[:, None]))
+    w_KxK = p_KxK * (1 - sigmoid_KxK)
     w_KxK = w_KxK + w_KxK.T
     lap_KxK = jnp.diag(w_KxK.sum(1)) - w_KxK
     hess_DxD = s_KxD.T @ lap_KxK @ s_KxD + eye_DxD
