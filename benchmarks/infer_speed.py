@@ -49,7 +49,7 @@ def main():
   net, train, infer_config = library_configs(config)
   model, _ = meta_train.fit(ds, net, train, train_tasks=range(8))
   # The ascent runs when V ranks alone; the blend ranks a pool without one (timed separately).
-  blend = model.replace(blend_C=jnp.array([0.25, 0.25, 0.25, 0.25]))
+  blend = model.replace(blend_C=jnp.array([0.2, 0.2, 0.2, 0.2, 0.2]))
   model = model.replace(blend_C=None)
   assert (infer_config.num_restarts, infer_config.num_steps) == (64, 200), infer_config
   task = ds.task_names.index("proteins")

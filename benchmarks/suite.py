@@ -209,7 +209,7 @@ def main():
   print(f"\nseeds {seeds}; mean normalised regret over held-out tasks (lower is better)\n")
   shown = ("tarch", "best_on_average", "random_10", "random_50")
   print("| meta-dataset | tasks | " + " | ".join(shown) +
-        " | tarch - best_on_average (SE) | blend (V / kernel narrow / wide / best_on_average) |")
+        " | tarch - best_on_average (SE) | blend (" + " / ".join(ranker.COMPONENTS) + ") |")
   print("|---|---|" + "---|" * len(shown) + "---|---|")
   for name, r in rows.items():
     cells = [f"{r['methods'][m]['mean_normalized_regret']:.3f}" for m in shown]

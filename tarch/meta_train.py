@@ -183,7 +183,7 @@ class ValueModel:
   """A trained ensemble: everything `tarch.infer` needs to score architectures for a task.
 
   `blend_C` weighs what candidates are ranked by (`tarch.ranker.COMPONENTS`: V, the training
-  tasks' results under a narrow and a wide kernel over tasks, and best_on_average), as
+  tasks' results under kernels over tasks from nearest-task to wide, and best_on_average), as
   `tarch.ranker.choose` found best on held-out training tasks; an array, so that the choice can
   be made inside a compiled simulation. `ranker` is "value_net" when V ranks alone (then
   `tarch.infer` ascends V), else "blend".
@@ -689,6 +689,11 @@ def restore(directory: str | os.PathLike) -> ValueModel:
   if raw.pop("ranker", "value_net") != "value_net":
     raise ValueError(f"{directory}: saved by an older tarch whose task-kernel ranker this version "
                      "replaced by a blend (tarch.ranker); fit the model again")
+  from tarch import ranker as ranker_lib  # ranker builds on this module
+  if blend is not None and len(blend) != len(ranker_lib.COMPONENTS):
+    raise ValueError(f"{directory}/value_net.json: field 'blend' has {len(blend)} weights, but "
+                     f"this version blends {len(ranker_lib.COMPONENTS)} components "
+                     f"{ranker_lib.COMPONENTS}; fit the model again")
   config = vn.ValueNetConfig(**{k: tuple(v) if isinstance(v, list) else v for k, v in raw.items()})
   with ocp.StandardCheckpointer() as ckpt:
     state = ckpt.restore(os.path.join(directory, "state"))

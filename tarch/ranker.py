@@ -1,18 +1,19 @@
 """What ranks candidates for a new task: a blend of V, the task kernel and best_on_average.
 
 `tarch.meta_train` trains V; this module decides, on the training tasks that V's ensemble
-members held out, how much to trust it. Four component scores rank a task's architectures
-(`COMPONENTS`): V; the training tasks' percentiles under a kernel over tasks at a narrow and at a
-wide bandwidth (`tarch.task_kernel`, fixed bandwidths: nothing is tuned); and best_on_average,
-every training task weighted equally. A blend standardises each component over the candidates
-and adds them with weights on the simplex (`BLENDS`, steps of 1/4).
+members held out, how much to trust it. Five component scores rank a task's architectures
+(`COMPONENTS`): V; the training tasks' percentiles under a kernel over tasks at three fixed
+bandwidths (`tarch.task_kernel`; nothing is tuned), from one so narrow that the nearest training
+task decides to a wide one; and best_on_average, every training task weighted equally. A blend
+standardises each component over the candidates and adds them with weights on the simplex
+(`BLENDS`, steps of 1/4).
 
 Every candidate blend is judged honestly: each held-out training task is ranked by the member
 that held it out and by the kernels and best_on_average of *that member's fit tasks*, so no
 component has seen the task it is judged on (the mean percentile of the blend's top
 `top_quantile` is the metric). The one-standard-error rule, paired over those tasks, then takes
 the simplest blend whose metric is within a standard error of the best, simplest meaning most
-weight on best_on_average (then the wide kernel, the narrow one, V). So the pick falls back to
+weight on best_on_average (then on the kernels from the widest, then V). So the pick falls back to
 best_on_average unless the held-out tasks show, beyond their noise, that the meta-features help:
 a meta-dataset without task structure gets best_on_average, one with strong structure the
 component that uses it.
@@ -37,10 +38,12 @@ from tarch import task_kernel as task_kernel_lib
 from tarch import value_net as vn
 from tarch.meta_train import ValueModel, _one_standard_error_index
 
-COMPONENTS = ("value_net", "task_kernel_narrow", "task_kernel_wide", "best_on_average")
-# Relative bandwidths (units of the median distance between training tasks) of the two kernels.
-KERNEL_BANDWIDTHS = (0.5, 1.0)
-VALUE_NET_ONLY = (1.0, 0.0, 0.0, 0.0)
+COMPONENTS = ("value_net", "task_kernel_nearest", "task_kernel_narrow", "task_kernel_wide",
+              "best_on_average")
+# Relative bandwidths (units of the median distance between training tasks) of the three
+# kernels: at 0.05 all the weight is on the nearest task (and on tasks about as near).
+KERNEL_BANDWIDTHS = (0.05, 0.5, 1.0)
+VALUE_NET_ONLY = (1.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def _simplex(parts: int, steps: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """`tarch.refine`: the next architectures to train on a new task, given the first results on it.
 
 Zero-shot, tarch ranks candidates by a blend (`tarch.ranker`) of V and the training tasks'
-results: a narrow and a wide task kernel and best_on_average, each a weighted mean of the
+results: task kernels at three bandwidths and best_on_average, each a weighted mean of the
 training tasks' percentiles. So the zero-shot score is a weighted sum over *hypotheses* about
 how the new task ranks architectures, h in {V} and {each training task}:
 

@@ -13,7 +13,7 @@ z the meta-features standardised over the training tasks, u the median distance 
 training tasks and b a relative bandwidth (`BANDWIDTHS`; inf weights every task equally, which
 is best_on_average). It is kernel regression of the new task's percentiles on the training
 tasks'. `choose_bandwidth` picks b by leave-one-task-out over the training tasks, and
-`tarch.ranker` blends the kernel at two fixed bandwidths with V and best_on_average; the
+`tarch.ranker` blends the kernel at three fixed bandwidths with V and best_on_average; the
 leave-one-task-out choice is the `task_kernel` baseline's.
 
 Everything here is a pure function of device arrays (the training tasks are a mask), so a

@@ -92,7 +92,7 @@ def test_save_restore_round_trip(tmp_path, synthetic_ds, fitted):
   enc = jnp.asarray(synthetic_ds.enc_AxE[:32])
   np.testing.assert_allclose(restored.predict(f, enc), model.predict(f, enc), rtol=1e-6)
   assert restored.ranker == model.ranker
-  blend_model = model.replace(blend_C=jnp.array([0.25, 0.25, 0.0, 0.5]))
+  blend_model = model.replace(blend_C=jnp.array([0.25, 0.0, 0.25, 0.0, 0.5]))
   meta_train.save(blend_model, tmp_path / "blend_model")
   restored = meta_train.restore(tmp_path / "blend_model")
   assert restored.ranker == "blend"
@@ -107,6 +107,10 @@ def test_save_restore_round_trip(tmp_path, synthetic_ds, fitted):
   assert meta_train.restore(tmp_path / "model").ranker == "value_net"
   config_path.write_text(json.dumps({**saved, "ranker": "task_kernel"}))
   with pytest.raises(ValueError, match="older tarch whose task-kernel ranker"):
+    meta_train.restore(tmp_path / "model")
+  # A blend over another set of components (an older version's four) is an error, not a misread.
+  config_path.write_text(json.dumps({**saved, "blend": [0.25, 0.25, 0.0, 0.5]}))
+  with pytest.raises(ValueError, match="value_net.json: field 'blend' has 4 weights"):
     meta_train.restore(tmp_path / "model")
 
 
@@ -310,9 +314,9 @@ def test_fit_chooses_the_blend_on_held_out_tasks(synthetic_ds, fitted):
 
 
 def test_blends_start_with_best_on_average_and_end_with_the_value_net():
-  assert ranker.BLENDS.shape == (35, len(ranker.COMPONENTS))
+  assert ranker.BLENDS.shape == (70, len(ranker.COMPONENTS))
   np.testing.assert_allclose(ranker.BLENDS.sum(1), 1.0)
-  np.testing.assert_array_equal(ranker.BLENDS[0], [0, 0, 0, 1])
+  np.testing.assert_array_equal(ranker.BLENDS[0], [0, 0, 0, 0, 1])
   np.testing.assert_array_equal(ranker.BLENDS[-1], ranker.VALUE_NET_ONLY)
   assert (np.diff(ranker.BLENDS[:, -1]) <= 0).all()  # weight on best_on_average never grows
 
@@ -332,7 +336,7 @@ def test_blend_score_of_best_on_average_is_the_mean_percentile_order(synthetic_d
   """With all weight on best_on_average the model ranks candidates by their mean percentile
   over the training tasks; a candidate off the table takes its nearest table architecture's."""
   model, _ = fitted
-  boa_model = model.replace(blend_C=jnp.array([0.0, 0.0, 0.0, 1.0]))
+  boa_model = model.replace(blend_C=jnp.array([0.0, 0.0, 0.0, 0.0, 1.0]))
   assert boa_model.ranker == "blend"
   pool = synthetic_ds.arch_R[synthetic_ds.task_rows(2)]
   features = jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32)
