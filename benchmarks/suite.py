@@ -73,6 +73,9 @@ SUITE = {
     "synthetic_strong": MetaDataset(
         "12 synthetic tasks whose scores turn on the meta-features", "synthetic",
         {"relatedness": 3.0}),
+    "synthetic_hidden": MetaDataset(
+        "12 synthetic tasks that differ in ways their meta-features do not show", "synthetic",
+        {"relatedness": 0.0, "hidden": 1.0}),
 }
 METHODS = ("tarch", "best_on_average", "random_10", "random_50", "tarch_rank", "task_kernel",
            "knn", "oracle")

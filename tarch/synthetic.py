@@ -3,10 +3,12 @@
 Scores follow a random smooth function of the architecture encoding with a shared across-task
 component and a component that varies with the task's (observed) meta-features, plus noise:
 
-    score(t, a) = prior(a) + relatedness * <mf_t, W phi(a)> + noise,   phi = random features
+    score(t, a) = prior(a) + relatedness * <mf_t, W phi(a)> + hidden * <h_t, W' phi(a)> + noise,
 
-so a value network that uses meta-features can beat the best-on-average architecture when
-`relatedness` is high, and cannot when it is 0.
+phi random features and h_t a task's factors that no meta-feature shows. So a value network that
+uses meta-features can beat the best-on-average architecture when `relatedness` is high, and
+cannot when it is 0; with `hidden` > 0 tasks differ in ways that only results on the task itself
+reveal (what few-shot refinement is for).
 """
 
 from __future__ import annotations
@@ -29,7 +31,8 @@ def default_space() -> Space:
 
 def make_frames(space: Space | None = None, num_tasks: int = 8, archs_per_task: int = 64,
                 num_features: int = 3, relatedness: float = 1.0, noise: float = 0.05,
-                seeds: int = 1, seed: int = 0) -> tuple[Space, pd.DataFrame, pd.DataFrame]:
+                seeds: int = 1, seed: int = 0, hidden: float = 0.0
+                ) -> tuple[Space, pd.DataFrame, pd.DataFrame]:
   """Builds (space, runs_df, tasks_df) in the meta-dataset format of `tarch.runs`.
 
   Args:
@@ -41,6 +44,8 @@ def make_frames(space: Space | None = None, num_tasks: int = 8, archs_per_task: 
     noise: std of the validation noise; test noise is drawn independently.
     seeds: rows per (task, architecture), each with its own noise (averaged on load).
     seed: numpy seed.
+    hidden: weight of a task-specific part that no meta-feature reveals (each task's own random
+      factors, drawn from a separate stream, so 0 leaves the other parts as they were).
   """
   import jax  # Sampling uses the space's own jax sampler so every architecture is valid.
 
@@ -55,10 +60,14 @@ def make_frames(space: Space | None = None, num_tasks: int = 8, archs_per_task: 
   archs = space.decode_many(enc)
   enc = np.stack([space.encode(a) for a in archs])  # integers and floats as written to the table
   phi = np.sin(enc @ proj)
+  hidden_rng = np.random.default_rng([seed, 1])
+  w_hidden = hidden_rng.normal(size=(num_features, num_random))
+  h = hidden_rng.normal(size=(num_tasks, num_features))
   rows = []
   for t in range(num_tasks):
     for i in range(t * archs_per_task, (t + 1) * archs_per_task):
-      mean = phi[i] @ w_prior + relatedness * (mf[t] @ w_task) @ phi[i]
+      mean = (phi[i] @ w_prior + relatedness * (mf[t] @ w_task) @ phi[i]
+              + hidden * (h[t] @ w_hidden) @ phi[i])
       for _ in range(seeds):
         rows.append({
             "task": f"task_{t:02d}", **archs[i],

@@ -14,10 +14,11 @@ TRAIN = meta_train.TrainConfig(ensemble_size=4, num_steps=300, eval_every=50, ba
 _simulate = jax.jit(simulate.simulate_batch, static_argnums=0)
 
 
-def _every_fold(relatedness: float, seed: int):
+def _every_fold(relatedness: float, seed: int, hidden: float = 0.0):
   """Every leave-one-task-out fold of a synthetic meta-dataset: (blend [T, C], regret [T, K])."""
   space, runs_df, tasks_df = synthetic.make_frames(
-      num_tasks=10, archs_per_task=32, relatedness=relatedness, noise=0.05, seed=seed)
+      num_tasks=10, archs_per_task=32, relatedness=relatedness, noise=0.05, seed=seed,
+      hidden=hidden)
   ds = runs.from_frames(space, runs_df, tasks_df)
   static, dyn = simulate.split(ds.space, NET, TRAIN,
                                infer.InferConfig(num_restarts=4, num_steps=10))
@@ -34,6 +35,16 @@ def test_without_task_structure_the_blend_is_best_on_average(seed):
   the kernels beyond their noise, so nearly all weight stays on best_on_average."""
   blend, _ = _every_fold(relatedness=0.0, seed=seed)
   assert blend[:, -1].mean() >= 0.8
+
+
+@pytest.mark.parametrize("seed", [1, 2])
+def test_when_tasks_differ_unseen_by_the_meta_features_the_blend_stays_near_best_on_average(
+    seed):
+  """Tasks that differ, but not in anything their meta-features show (the held-out task's own
+  factors): kernels and V find chance patterns at best, so most weight stays on
+  best_on_average."""
+  blend, _ = _every_fold(relatedness=0.0, seed=seed, hidden=1.0)
+  assert blend[:, -1].mean() >= 0.6
 
 
 @pytest.mark.parametrize("seed", [1, 2])
