@@ -25,7 +25,7 @@ import numpy as np
 
 from experiments.configs.loto import get_config, library_configs
 from tarch import infer as infer_lib
-from tarch import meta_train, runs
+from tarch import meta_train, ranker, runs
 from tarch.adapters import nasbench_graph
 
 
@@ -49,7 +49,7 @@ def main():
   net, train, infer_config = library_configs(config)
   model, _ = meta_train.fit(ds, net, train, train_tasks=range(8))
   # The ascent runs when V ranks alone; the blend ranks a pool without one (timed separately).
-  blend = model.replace(blend_C=jnp.array([0.2, 0.2, 0.2, 0.2, 0.2]))
+  blend = model.replace(blend_C=jnp.full(len(ranker.COMPONENTS), 1 / len(ranker.COMPONENTS)))
   model = model.replace(blend_C=None)
   assert (infer_config.num_restarts, infer_config.num_steps) == (64, 200), infer_config
   task = ds.task_names.index("proteins")

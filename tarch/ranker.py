@@ -43,7 +43,8 @@ COMPONENTS = ("value_net", "task_kernel_nearest", "task_kernel_narrow", "task_ke
 # Relative bandwidths (units of the median distance between training tasks) of the three
 # kernels: at 0.05 all the weight is on the nearest task (and on tasks about as near).
 KERNEL_BANDWIDTHS = (0.05, 0.5, 1.0)
-VALUE_NET_ONLY = (1.0, 0.0, 0.0, 0.0, 0.0)
+assert len(COMPONENTS) == len(KERNEL_BANDWIDTHS) + 2  # V, the kernels, best_on_average
+VALUE_NET_ONLY = tuple(float(name == "value_net") for name in COMPONENTS)
 
 
 def _simplex(parts: int, steps: int) -> np.ndarray:

@@ -10,7 +10,7 @@ import pytest
 
 from tarch import hparams
 from tarch import infer as infer_lib
-from tarch import meta_train
+from tarch import meta_train, ranker
 from tarch import value_net as vn
 from tarch.space import Categorical, Space
 
@@ -258,7 +258,7 @@ def test_blend_ranks_the_pool_or_the_table_without_ascent(synthetic_ds):
   train = meta_train.TrainConfig(ensemble_size=2, num_steps=40, eval_every=20, batch_size=32,
                                  eval_size=64)
   model = meta_train.fit(synthetic_ds, net, train, train_tasks=range(5))[0]
-  model = model.replace(blend_C=jnp.array([0.2, 0.2, 0.2, 0.2, 0.2]))
+  model = model.replace(blend_C=jnp.full(len(ranker.COMPONENTS), 1 / len(ranker.COMPONENTS)))
   pool = jnp.asarray(synthetic_ds.enc_AxE[::3])
   result = infer_lib.infer(model, synthetic_ds.space, _features(synthetic_ds), jax.random.key(0),
                            CONFIG, pool_PxE=pool)

@@ -336,7 +336,7 @@ def test_blend_score_of_best_on_average_is_the_mean_percentile_order(synthetic_d
   """With all weight on best_on_average the model ranks candidates by their mean percentile
   over the training tasks; a candidate off the table takes its nearest table architecture's."""
   model, _ = fitted
-  boa_model = model.replace(blend_C=jnp.array([0.0, 0.0, 0.0, 0.0, 1.0]))
+  boa_model = model.replace(blend_C=jnp.asarray(ranker.BLENDS[0]))  # best_on_average alone
   assert boa_model.ranker == "blend"
   pool = synthetic_ds.arch_R[synthetic_ds.task_rows(2)]
   features = jnp.asarray(synthetic_ds.features_TxF[5], jnp.float32)
