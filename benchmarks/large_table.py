@@ -1,6 +1,7 @@
 """What one task simulation costs on a large table of tasks that each sampled their own configurations.
 
   python benchmarks/large_table.py [--tasks 116] [--archs_per_task 1000] [--features 10]
+  python benchmarks/large_table.py --write_dir=DIR   # only write the table, for the binaries
 
 Builds a synthetic meta-dataset shaped like a hyperparameter benchmark (`tarch.synthetic`, a
 space of 10 integer and float choices, several on log scales; every task samples its own
@@ -9,6 +10,8 @@ a small part of it), then times, after compilation, one leave-one-task-out simul
 default config and its parts: V's training, the ranker's choice (every held-out training task
 x blend), the kernel baseline's bandwidth choice and the ascent. Prints the table build time too
 (host work, once per meta-dataset). The last line is `simulation_s=X` (median of 3 calls).
+With `--write_dir`, writes the table there instead (a meta-dataset directory, for
+`python -m experiments.loto --data_dir=DIR`: the whole LOTO run on it).
 """
 
 import argparse
@@ -46,10 +49,16 @@ def main():
   parser.add_argument("--tasks", type=int, default=116)
   parser.add_argument("--archs_per_task", type=int, default=1000)
   parser.add_argument("--features", type=int, default=10)
+  parser.add_argument("--write_dir", default="",
+                      help="only write the meta-dataset to this directory")
   args = parser.parse_args()
   space, runs_df, tasks_df = synthetic.make_frames(
       SPACE, num_tasks=args.tasks, archs_per_task=args.archs_per_task,
       num_features=args.features, relatedness=0.3, seed=0)
+  if args.write_dir:
+    runs.write_meta_dataset(args.write_dir, space, runs_df, tasks_df, runs_format="parquet")
+    print(f"wrote {args.write_dir}: {args.tasks} tasks, {len(runs_df)} results")
+    return
   with tempfile.TemporaryDirectory() as tmp:
     runs.write_meta_dataset(tmp, space, runs_df, tasks_df, runs_format="parquet")
     ds = runs.load_meta_dataset(tmp)
