@@ -92,7 +92,8 @@ class RefineConfig:
   """Settings of the refinement; the fields of `DYNAMIC` are traced arrays when compiled."""
 
   DYNAMIC: ClassVar[tuple[str, ...]] = ("power", "prior_strength", "prior_floor",
-                                         "improvement", "exploration", "adaptation")
+                                         "improvement", "exploration", "adaptation",
+                                         "prior_relevance")
 
   power: float = 4.0  # evidence weight of a hypothesis: max(0, Kendall's tau)^power
   prior_strength: float = 1.0  # n0: the zero-shot weights count as this many observations
@@ -102,6 +103,8 @@ class RefineConfig:
   exploration: float = 0.0  # weight of the hypotheses' spread in the suggestions' score
   adaptation: float = 1.0  # prior scale of V's task-specific correction fitted to the
   # observations (0: V's hypothesis is not corrected)
+  prior_relevance: float = 0.0  # r in [0, 1]: the prior counts as n0 (1 - r + r rho)
+  # observations, rho its task-specific share (`Prior.task_share`)
 
   def __post_init__(self):
     finite = lambda x: 0 <= x < float("inf")
@@ -112,6 +115,7 @@ class RefineConfig:
         "0 <= improvement <= 1": 0 <= self.improvement <= 1,
         "0 <= exploration < inf": finite(self.exploration),
         "0 <= adaptation < inf": finite(self.adaptation),
+        "0 <= prior_relevance <= 1": 0 <= self.prior_relevance <= 1,
     }
     failed = [name for name, ok in checks.items() if not ok]
     if failed:
@@ -129,6 +133,8 @@ class Prior(flax.struct.PyTreeNode):
   scale_H: jax.Array  # its standard deviation (0: constant): z of points outside X
   phi_XxD: jax.Array | None = None  # float32 V's architecture features phi of every point
   # (`tarch.value_net.features`), on which V's task correction acts; None: no correction
+  task_share: jax.Array | float = 1.0  # float32 rho: the share of pi' that depends on the
+  # task (V and the kernels), not best_on_average's nor the floor's
 
   def standardize(self, raw_HxK: jax.Array) -> jax.Array:
     """Raw hypothesis scores `[H, K]` of any points in the units of `z_HxX`."""
@@ -179,12 +185,16 @@ def prior(model: ValueModel, z_F: jax.Array, value_X: jax.Array, rows_X: jax.Arr
   valid_H = jnp.concatenate([jnp.ones(1, bool), kernel.train_T])
   total = prior_H.sum()
   total = jnp.where(total > 0, total, 1.0)
+  # best_on_average (the last component) is the same for every task: its part of the prior
+  # says nothing about this one.
+  task_share = 1 - (per_c[-1] * share_CxT[-1] * sd_T).sum() / total
   uniform_H = valid_H / valid_H.sum()
   prior_H = total * ((1 - prior_floor) * prior_H / total + prior_floor * uniform_H)
   prior_H = jnp.where(valid_H, prior_H, 0.0)
   phi_XxD = None if enc_XxE is None else vn.features(model.config, enc_XxE)
   return Prior(z_HxX=_standardize(raw_HxX, center_H, scale_H), prior_H=prior_H, score_X=s0_X,
-               center_H=center_H, scale_H=scale_H, phi_XxD=phi_XxD)
+               center_H=center_H, scale_H=scale_H, phi_XxD=phi_XxD,
+               task_share=jnp.clip((1 - prior_floor) * task_share, 0.0, 1.0))
 
 
 def _moments(x_X, member_X):
@@ -219,7 +229,7 @@ def weight_change(prior_H: jax.Array, tau_H: jax.Array, mask_K: jax.Array, power
                                evidence_H / jnp.where(evidence_total > 0, evidence_total, 1.0),
                                prior_share_H)
   n = mask_K.sum()
-  lam = n / (n + prior_strength)
+  lam = jnp.where(n > 0, n / jnp.maximum(n + prior_strength, 1e-30), 0.0)
   return total * lam * (evidence_share_H - prior_share_H)
 
 
@@ -316,7 +326,9 @@ def acquisition(p: Prior, z_HxK, y_K, mask_K, dyn: dict, phi_KxD: jax.Array | No
     corr_X, corr_K = scale * (p.phi_XxD @ eta_D), scale * (phi_KxD @ eta_D)
     z_HxX, z_HxK = z_HxX.at[0].add(corr_X), z_HxK.at[0].add(corr_K)
     score_X = score_X + p.prior_H[0] * corr_X
-  change_H = weight_change(p.prior_H, tau_H, mask_K, dyn["power"], dyn["prior_strength"])
+  relevance = dyn["prior_relevance"]
+  strength = dyn["prior_strength"] * (1 - relevance + relevance * p.task_share)
+  change_H = weight_change(p.prior_H, tau_H, mask_K, dyn["power"], strength)
   mean_X, spread_X, w_H = refined_scores(z_HxX, score_X, p.prior_H, change_H)
   # Without observations the weight is 0, and 1 * mean + 0 * EI is the mean exactly (EI is
   # finite): the zero-shot ranking is kept bit for bit.

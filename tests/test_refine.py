@@ -327,3 +327,54 @@ def test_a_task_refiner_scores_its_candidates_once(model, synthetic_ds, monkeypa
   outside = refine.refine(model, space, features, cand[10:14], [0.1, 0.9, 0.5, 0.7], q=10,
                           pool_PxE=pool)
   assert len(outside.architectures) == 10
+
+
+def test_the_prior_counts_by_its_task_specific_share(model, synthetic_ds):
+  """With `prior_relevance` 1 the prior counts as n0 times its share that depends on the task:
+  a blend of best_on_average alone gives way to the evidence at the first pair, a blend of V
+  and kernels keeps n0 (1 - floor); without observations nothing changes either way."""
+  import dataclasses
+  features = synthetic_ds.features_TxF[HELD_OUT]
+  cand = _candidates(model)
+  boa_only = dataclasses.replace(model, blend_C=jnp.asarray([0.0, 0.0, 0.0, 0.0, 1.0]))
+  task_only = dataclasses.replace(model, blend_C=jnp.asarray([0.5, 0.5, 0.0, 0.0, 0.0]))
+  relevant = refine.RefineConfig(prior_relevance=1.0, adaptation=0.0)
+  plain = refine.RefineConfig(adaptation=0.0)
+  floor = relevant.prior_floor
+  share = lambda m: float(refine.TaskRefiner(m, synthetic_ds.space, features,
+                                             config=relevant)._prior.task_share)
+  assert share(boa_only) == pytest.approx(0.0, abs=1e-6)
+  assert share(task_only) == pytest.approx(1 - floor, abs=1e-6)
+  mixed = dataclasses.replace(model, blend_C=jnp.asarray([0.5, 0.0, 0.0, 0.0, 0.5]))
+  assert 0.01 < share(mixed) < 1 - floor - 0.01
+  for m in (boa_only, task_only):
+    for config in (relevant, plain):  # no observations: the zero-shot ranking, exactly
+      out = refine.TaskRefiner(m, synthetic_ds.space, features, config=config).suggest([], [], 5)
+      ref = refine.TaskRefiner(m, synthetic_ds.space, features, config=plain).suggest([], [], 5)
+      np.testing.assert_array_equal(out.encodings, ref.encodings)
+      np.testing.assert_array_equal(out.task_weights, ref.task_weights)
+  # Two observations ordered as some training tasks order them: with best_on_average alone and
+  # relevance 1, the weights are the evidence's alone (no task that orders them wrong keeps
+  # weight); with relevance 0 the prior keeps a third of them.
+  table = model.kernel.table
+  pct_TxC = np.asarray(table.pct_TxA)[:HELD_OUT][:, tables.table_rows(table.enc_AxE, cand)]
+  # A pair of candidates that the training tasks do not all order alike.
+  up_TxC = pct_TxC[:, 1:] > pct_TxC[:, :1]
+  j = 1 + int(np.argmax(up_TxC.any(0) & ~up_TxC.all(0)))
+  obs, y = cand[[0, j]], pct_TxC[0, [0, j]]
+  weights = lambda config: refine.TaskRefiner(boa_only, synthetic_ds.space, features,
+                                              config=config).suggest(obs, y, 1).task_weights
+  wrong = (pct_TxC[:, j] > pct_TxC[:, 0]) != (y[1] > y[0])
+  assert wrong.any() and not wrong.all()
+  np.testing.assert_allclose(weights(relevant)[:HELD_OUT][wrong], 0.0, atol=1e-6)
+  assert np.all(weights(plain)[:HELD_OUT][wrong] > 1e-3)
+  # With the task-specific blend and relevance 1 the prior counts as n0 (1 - floor) < n0: the
+  # same observations move the weights further than with relevance 0.
+  moved = lambda config: np.abs(refine.TaskRefiner(task_only, synthetic_ds.space, features,
+                                                   config=config).suggest(obs, y, 1)
+                                .task_weights - refine.TaskRefiner(
+                                    task_only, synthetic_ds.space, features,
+                                    config=config).suggest([], [], 1).task_weights).sum()
+  assert moved(relevant) > moved(plain)
+  with pytest.raises(ValueError, match="prior_relevance"):
+    refine.RefineConfig(prior_relevance=1.5)
