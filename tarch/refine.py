@@ -13,9 +13,10 @@ every candidate). Observed (architecture, score) pairs on the new task are evide
 hypotheses rank it: each hypothesis is scored by Kendall's tau between its scores and the
 observed ones (pairs of tied observations skipped), and the evidence weights are
 max(0, tau_h)^p (`RefineConfig.power`), shared out over the hypotheses. With n observations the
-new weights mix the two, the prior counting as n0 observations (`prior_strength`):
+new weights mix the two, the prior counting as m = n0 rho observations (n0 `prior_strength`, rho
+below):
 
-    w_h = total(pi') (n0 / (n + n0) pi'_h / total(pi') + n / (n + n0) e_h),   e = evidence share,
+    w_h = total(pi') (m / (n + m) pi'_h / total(pi') + n / (n + m) e_h),   e = evidence share,
 
 and replace the prior ones:
 
@@ -25,12 +26,21 @@ so with no observations (or only ties, or no hypothesis with tau > 0) the weight
 zero-shot ones, and as evidence accumulates it moves toward the training tasks (and V) that rank
 the new task's observations right. pi' mixes a share `prior_floor` of uniform weight over V and
 the training tasks into the blend's weights, so that a hypothesis the blend gave no weight can
-still win on evidence. Why not a posterior under a pairwise-logistic rank likelihood: its
-product over all n (n - 1) / 2 pairs treats them as independent and piles onto one hypothesis
-within a few observations, while no training task is the new task; a soft mixture of the ones
-that rank it well is the better model of the evidence. Only the
-order of the observed scores is used: any increasing transformation of the scores gives the same
-suggestions.
+still win on evidence. rho is the share of pi' that depends on the task: V's and the kernels',
+not best_on_average's (the same for every task) nor the floor's. A blend that found the
+meta-features useless on the training tasks puts its weight on best_on_average, and then the
+prior knows nothing of this task that the first observations would not overrule: there the
+evidence takes over at the first pair, as in a transfer search without a prior, while a blend
+that leans on V and the kernels keeps its strength (`prior_relevance` = 1, the default; 0 counts
+every prior as n0). On two tables whose tasks differ in ways their meta-features do not show
+this was better after 5 trainings (by 0.033 +- 0.017, paired), at a cost within noise on three
+tables where they say something (BUILD_NOTES.md, "Few-shot search").
+
+Why not a posterior under a pairwise-logistic rank likelihood: its product over all n (n - 1) / 2
+pairs treats them as independent and piles onto one hypothesis within a few observations, while
+no training task is the new task; a soft mixture of the ones that rank it well is the better
+model of the evidence. Only the order of the observed scores is used: any increasing
+transformation of the scores gives the same suggestions.
 
 The suggestions are the unobserved candidates with the highest acquisition
 
@@ -103,8 +113,8 @@ class RefineConfig:
   exploration: float = 0.0  # weight of the hypotheses' spread in the suggestions' score
   adaptation: float = 1.0  # prior scale of V's task-specific correction fitted to the
   # observations (0: V's hypothesis is not corrected)
-  prior_relevance: float = 0.0  # r in [0, 1]: the prior counts as n0 (1 - r + r rho)
-  # observations, rho its task-specific share (`Prior.task_share`)
+  prior_relevance: float = 1.0  # r in [0, 1]: the prior counts as n0 (1 - r + r rho)
+  # observations, rho its share that depends on the task (`Prior.task_share`)
 
   def __post_init__(self):
     finite = lambda x: 0 <= x < float("inf")
@@ -217,9 +227,9 @@ def weight_change(prior_H: jax.Array, tau_H: jax.Array, mask_K: jax.Array, power
                   prior_strength) -> jax.Array:
   """w_H - pi'_H: how the observations (valid where `mask_K`), through each hypothesis's
   Kendall's tau with them `tau_H`, move the prior weights `prior_H`, the prior counting as
-  `prior_strength` observations. The new weights w = pi' + change mix the prior with the
-  evidence weights max(0, tau_h)^power at the prior's total; the change is exactly 0 without
-  observations or evidence."""
+  `prior_strength` >= 0 observations (0: the evidence alone, once there is any). The new
+  weights w = pi' + change mix the prior with the evidence weights max(0, tau_h)^power at the
+  prior's total; the change is exactly 0 without observations or evidence."""
   total = prior_H.sum()
   prior_share_H = prior_H / jnp.where(total > 0, total, 1.0)
   evidence_H = jnp.where(prior_H > 0, jnp.maximum(tau_H, 0.0) ** power, 0.0)

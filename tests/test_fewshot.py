@@ -133,19 +133,19 @@ def test_refinement_variants_search_on_the_same_fold(run_dir, synthetic_dir, tmp
   reproduce a run with those settings, the other methods are unchanged, and the binary reports
   the variants as methods."""
   config = get_config("tiny")
-  config.refine_grid.prior_strength = "1,100"
+  config.refine_grid.improvement = "0.5,0"
   summary = fewshot_binary.run(config, str(tmp_path / "grid"), data_dir=synthetic_dir)
-  names = ["tarch[prior_strength=1]", "tarch[prior_strength=100]"]
+  names = ["tarch[improvement=0.5]", "tarch[improvement=0]"]
   assert list(summary["methods"]) == [*run_dir[2]["methods"], *names]
   for method, stats in run_dir[2]["methods"].items():
     assert summary["methods"][method] == stats, method
   assert summary["methods"][names[0]] == summary["methods"]["tarch"]
   out = capsys.readouterr().out
   assert "tarch minus each method, paired per task" in out
-  assert re.search(r"^tarch\[prior_strength=1\](\s+\+0\.000 \+- 0\.000){3}$", out, re.M), out
+  assert re.search(r"^tarch\[improvement=0\.5\](\s+\+0\.000 \+- 0\.000){3}$", out, re.M), out
 
   other = get_config("tiny")
-  other.refine.prior_strength = 100.0
+  other.refine.improvement = 0.0
   alone = fewshot_binary.run(other, str(tmp_path / "other"), data_dir=synthetic_dir)
   assert summary["methods"][names[1]] == alone["methods"]["tarch"]
   assert summary["methods"][names[1]] != summary["methods"]["tarch"]

@@ -279,6 +279,12 @@ def test_kendall_tau_and_the_weight_change():
   none = refine.weight_change(prior_H, refine.kendall_tau(z_HxK, y2, none_mask), none_mask,
                               4.0, 1.0)
   assert np.all(np.asarray(none) == 0)  # exactly: the zero-shot scores are left as they are
+  # A prior that counts as no observation: the same without observations, the evidence alone
+  # with them.
+  assert np.all(np.asarray(refine.weight_change(prior_H, refine.kendall_tau(z_HxK, y2, none_mask),
+                                                none_mask, 4.0, 0.0)) == 0)
+  alone = refine.weight_change(prior_H, refine.kendall_tau(z_HxK, y2, m2), m2, 4.0, 0.0)
+  np.testing.assert_allclose(prior_H + alone, [0.0, 2.0], atol=1e-6)
 
 
 def test_suggestions_from_a_pool_and_from_dictionaries(model, synthetic_ds):
@@ -330,16 +336,17 @@ def test_a_task_refiner_scores_its_candidates_once(model, synthetic_ds, monkeypa
 
 
 def test_the_prior_counts_by_its_task_specific_share(model, synthetic_ds):
-  """With `prior_relevance` 1 the prior counts as n0 times its share that depends on the task:
-  a blend of best_on_average alone gives way to the evidence at the first pair, a blend of V
-  and kernels keeps n0 (1 - floor); without observations nothing changes either way."""
+  """With `prior_relevance` 1 (the default) the prior counts as n0 times its share that depends
+  on the task: a blend of best_on_average alone gives way to the evidence at the first pair, a
+  blend of V and kernels keeps n0 (1 - floor); without observations nothing changes either
+  way."""
   import dataclasses
   features = synthetic_ds.features_TxF[HELD_OUT]
   cand = _candidates(model)
   boa_only = dataclasses.replace(model, blend_C=jnp.asarray([0.0, 0.0, 0.0, 0.0, 1.0]))
   task_only = dataclasses.replace(model, blend_C=jnp.asarray([0.5, 0.5, 0.0, 0.0, 0.0]))
   relevant = refine.RefineConfig(prior_relevance=1.0, adaptation=0.0)
-  plain = refine.RefineConfig(adaptation=0.0)
+  plain = refine.RefineConfig(prior_relevance=0.0, adaptation=0.0)
   floor = relevant.prior_floor
   share = lambda m: float(refine.TaskRefiner(m, synthetic_ds.space, features,
                                              config=relevant)._prior.task_share)
