@@ -52,10 +52,11 @@ user keeps is the best by validation, so a candidate is worth what it adds over 
 the spread the weighted standard deviation of z_h(a) over hypotheses (all in the same units).
 s_K ranks candidates by their mean under the hypotheses, which prefers architectures that are
 good under every likely one; EI prefers one that is best under some of them, so that successive
-trainings bet on different hypotheses. The default mixes them half and half: on four
-meta-datasets that was better than the mean alone after 3 to 10 trainings, and EI alone, which
-chases single training tasks' best architectures, was worse on NAS-Bench-Graph after 10
-(BUILD_NOTES.md, "Few-shot search"). Without observations the acquisition is s_0.
+trainings bet on different hypotheses. The default mixes them half and half: pooled over four
+meta-datasets the mean alone was not better at any budget, and worse on NAS-Bench-Graph at every
+one; EI alone, which chases single training tasks' best architectures, was worse on
+NAS-Bench-Graph after 10 (BUILD_NOTES.md, "Few-shot search"). Without observations the
+acquisition is s_0.
 
 V's hypothesis also learns from the observations (`RefineConfig.adaptation`, a scale
 sigma >= 0, 0 turning it off): V's task term is linear in its architecture features phi(a)
@@ -67,9 +68,9 @@ meta-feature showed, while the training tasks' hypotheses stay what they are. V'
 moves by the tau of its corrected scores judged out of sample (`prequential_tau`: each
 observation against the earlier ones, by the correction fitted before it was observed), so that
 a fit cannot vouch for itself; the observations' order (the order they were trained in)
-matters here. With sigma = 1 the search was better after 3 to 20 trainings on NAS-Bench-Graph
-(on the seeds that chose it and on fresh ones) and level on four other meta-datasets
-(BUILD_NOTES.md, "Few-shot search").
+matters here. With sigma = 1 the search was better after 10 and 20 trainings on NAS-Bench-Graph
+(on two sets of seeds) and level on three other meta-datasets (BUILD_NOTES.md, "Few-shot
+search").
 
 Everything is a pure function of device arrays; the observations are padded to a fixed length
 with a mask, so calls with any number of them share one compiled program.
