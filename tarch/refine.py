@@ -108,6 +108,7 @@ class RefineConfig:
 
   power: float = 4.0  # evidence weight of a hypothesis: max(0, Kendall's tau)^power
   prior_strength: float = 1.0  # n0: the zero-shot weights count as this many observations
+  # (times their task-specific share, by `prior_relevance`)
   prior_floor: float = 0.1  # share of the prior spread uniformly over V and the training tasks
   improvement: float = 0.5  # weight of the expected improvement over the best observed (vs the
   # refined mean) in the suggestions' score
