@@ -1,5 +1,7 @@
 """tarch.refine: the next suggestions given observed results on the new task."""
 
+import dataclasses
+
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -340,7 +342,6 @@ def test_the_prior_counts_by_its_task_specific_share(model, synthetic_ds):
   on the task: a blend of best_on_average alone gives way to the evidence at the first pair, a
   blend of V and kernels keeps n0 (1 - floor); without observations nothing changes either
   way."""
-  import dataclasses
   features = synthetic_ds.features_TxF[HELD_OUT]
   cand = _candidates(model)
   boa_only = dataclasses.replace(model, blend_C=jnp.asarray([0.0, 0.0, 0.0, 0.0, 1.0]))
@@ -377,11 +378,10 @@ def test_the_prior_counts_by_its_task_specific_share(model, synthetic_ds):
   assert np.all(weights(plain)[:HELD_OUT][wrong] > 1e-3)
   # With the task-specific blend and relevance 1 the prior counts as n0 (1 - floor) < n0: the
   # same observations move the weights further than with relevance 0.
-  moved = lambda config: np.abs(refine.TaskRefiner(task_only, synthetic_ds.space, features,
-                                                   config=config).suggest(obs, y, 1)
-                                .task_weights - refine.TaskRefiner(
-                                    task_only, synthetic_ds.space, features,
-                                    config=config).suggest([], [], 1).task_weights).sum()
+  def moved(config):
+    refiner = refine.TaskRefiner(task_only, synthetic_ds.space, features, config=config)
+    return np.abs(refiner.suggest(obs, y, 1).task_weights
+                  - refiner.suggest([], [], 1).task_weights).sum()
   assert moved(relevant) > moved(plain)
   with pytest.raises(ValueError, match="prior_relevance"):
     refine.RefineConfig(prior_relevance=1.5)
