@@ -143,10 +143,10 @@ class Prior(flax.struct.PyTreeNode):
   # change of weights times z, so that no change leaves it exactly as it is
   center_H: jax.Array  # float32 each hypothesis's mean over the candidates and
   scale_H: jax.Array  # its standard deviation (0: constant): z of points outside X
+  task_share: jax.Array  # float32 rho: the share of pi' that depends on the task (V and the
+  # kernels), not best_on_average's nor the floor's
   phi_XxD: jax.Array | None = None  # float32 V's architecture features phi of every point
   # (`tarch.value_net.features`), on which V's task correction acts; None: no correction
-  task_share: jax.Array | float = 1.0  # float32 rho: the share of pi' that depends on the
-  # task (V and the kernels), not best_on_average's nor the floor's
 
   def standardize(self, raw_HxK: jax.Array) -> jax.Array:
     """Raw hypothesis scores `[H, K]` of any points in the units of `z_HxX`."""

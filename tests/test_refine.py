@@ -206,7 +206,7 @@ def test_expected_improvement_bets_on_one_hypothesis_where_the_mean_hedges():
   z_HxX = jnp.asarray([[0.9, 1.0, 2.5, -1.0], [0.9, 1.0, -1.0, 2.5]])
   prior_H = jnp.asarray([0.5, 0.5])
   p = refine.Prior(z_HxX=z_HxX, prior_H=prior_H, score_X=prior_H @ z_HxX,
-                   center_H=jnp.zeros(2), scale_H=jnp.ones(2))
+                   center_H=jnp.zeros(2), scale_H=jnp.ones(2), task_share=jnp.float32(1.0))
   mask_K = jnp.asarray([True, False])
   z_HxK = z_HxX[:, jnp.asarray([0, 3])]
   y_K = jnp.asarray([1.0, 9.0])  # the padded slot's score is ignored
