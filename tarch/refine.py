@@ -112,7 +112,8 @@ class RefineConfig:
   prior_floor: float = 0.1  # share of the prior spread uniformly over V and the training tasks
   improvement: float = 0.5  # weight of the expected improvement over the best observed (vs the
   # refined mean) in the suggestions' score
-  exploration: float = 0.0  # weight of the hypotheses' spread in the suggestions' score
+  exploration: float = 0.0  # weight of the hypotheses' spread in the suggestions' score, once
+  # there are observations (the first suggestions are the zero-shot ranking)
   adaptation: float = 1.0  # prior scale of V's task-specific correction fitted to the
   # observations (0: V's hypothesis is not corrected)
   prior_relevance: float = 1.0  # r in [0, 1]: the prior counts as n0 (1 - r + r rho)
@@ -342,12 +343,14 @@ def acquisition(p: Prior, z_HxK, y_K, mask_K, dyn: dict, phi_KxD: jax.Array | No
   strength = dyn["prior_strength"] * (1 - relevance + relevance * p.task_share)
   change_H = weight_change(p.prior_H, tau_H, mask_K, dyn["power"], strength)
   mean_X, spread_X, w_H = refined_scores(z_HxX, score_X, p.prior_H, change_H)
-  # Without observations the weight is 0, and 1 * mean + 0 * EI is the mean exactly (EI is
-  # finite): the zero-shot ranking is kept bit for bit.
-  improvement = jnp.where(mask_K.any(), dyn["improvement"], 0.0)
+  # Without observations both weights are 0, and 1 * mean + 0 * EI + 0 * spread is the mean
+  # exactly (EI and the spread are finite): the zero-shot ranking is kept bit for bit.
+  observed = mask_K.any()
+  improvement = jnp.where(observed, dyn["improvement"], 0.0)
+  exploration = jnp.where(observed, dyn["exploration"], 0.0)
   score_X = ((1 - improvement) * mean_X
              + improvement * expected_improvement(z_HxX, w_H, z_HxK, y_K, mask_K))
-  return score_X + dyn["exploration"] * spread_X, mean_X, spread_X, w_H
+  return score_X + exploration * spread_X, mean_X, spread_X, w_H
 
 
 @dataclasses.dataclass(frozen=True)

@@ -33,6 +33,10 @@ def test_without_observations_the_ranking_is_the_zero_shot_one(model, synthetic_
   zero_shot = np.argsort(-np.asarray(model.score(features, cand)), kind="stable")[:5]
   out = refine.refine(model, synthetic_ds.space, features, [], [], q=5)
   np.testing.assert_array_equal(out.encodings, cand[zero_shot])
+  # Exploration (the hypotheses' spread) starts with the first observation, too.
+  exploring = refine.refine(model, synthetic_ds.space, features, [], [], q=5,
+                            config=refine.RefineConfig(exploration=2.0))
+  np.testing.assert_array_equal(exploring.encodings, cand[zero_shot])
   assert out.uncertainty.shape == (5,) and np.all(out.uncertainty >= 0)
   # The whole ranking, not only its top: every candidate, in the zero-shot order (ties aside),
   # with the zero-shot scores.
