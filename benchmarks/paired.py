@@ -1,6 +1,7 @@
 """Paired differences between methods over one or more result tables, and pooled over them.
 
   python benchmarks/paired.py RESULTS.csv [RESULTS.csv ...] [--base=tarch]
+      [--other OTHER.csv [OTHER.csv ...]]
 
 Each file is a `loto_results.csv` (`experiments.loto`), a `fewshot_results.csv`
 (`experiments.fewshot`: one column per budget of `tarch.report.FEWSHOT_BUDGETS`) or a
@@ -9,6 +10,10 @@ and pooled over all of them (the tasks of different files counted apart), it pri
 minus each other method: the mean over tasks of the per-task difference (seeds averaged first)
 +- its standard error over tasks, and the number of tasks. This is how BUILD_NOTES.md pools a
 setting's effect over several meta-datasets.
+
+`--other` names one more results file per file, the same tasks under another setting (another
+commit, say): its methods join the comparison as `METHOD@other`, so the row `tarch@other` is
+tarch's change from that setting, per file and pooled.
 """
 
 import argparse
@@ -31,8 +36,17 @@ def main():
   parser = argparse.ArgumentParser()
   parser.add_argument("results", nargs="+", help="loto / fewshot / suite results CSVs")
   parser.add_argument("--base", default="tarch")
+  parser.add_argument("--other", nargs="+", default=[],
+                      help="one results CSV per RESULTS.csv: the same tasks, another setting")
   args = parser.parse_args()
+  if args.other and len(args.other) != len(args.results):
+    parser.error(f"--other needs one file per results file ({len(args.results)}), "
+                 f"got {len(args.other)}")
   frames = [_as_budgets(pd.read_csv(path), str(i)) for i, path in enumerate(args.results)]
+  for i, path in enumerate(args.other):
+    other = _as_budgets(pd.read_csv(path), str(i))
+    frames[i] = pd.concat([frames[i], other.assign(method=other["method"] + "@other")],
+                          ignore_index=True)
   labelled = list(zip(args.results, frames))
   if len(frames) > 1:
     labelled.append((f"pooled over {len(frames)} files", pd.concat(frames, ignore_index=True)))

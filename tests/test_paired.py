@@ -31,3 +31,17 @@ def test_paired_per_file_and_pooled(tmp_path):
   assert out[-3].startswith("pooled over 2 files") and "(3 tasks)" in out[-3]
   # (-0.2, -0.2, +0.4): mean 0, standard deviation sqrt(0.12), over sqrt(3): 0.2.
   assert "best_on_average  +0.000 +- 0.200" in out[-1]
+
+
+def test_other_setting_joins_as_method_at_other(tmp_path):
+  # The same two tasks under another setting: tarch was 0.1 and 0.3 worse there.
+  new = pd.DataFrame({"task": ["x", "x", "y", "y"], "method": ["tarch", "best_on_average"] * 2,
+                      "seed": 0, "normalized_regret": [0.1, 0.3, 0.2, 0.2]})
+  old = new.assign(normalized_regret=[0.2, 0.3, 0.5, 0.2])
+  new.to_csv(tmp_path / "new.csv", index=False)
+  old.to_csv(tmp_path / "old.csv", index=False)
+  out = _run(tmp_path / "new.csv", "--other", tmp_path / "old.csv")
+  # (-0.1, -0.3): mean -0.2, standard deviation sqrt(0.02), over sqrt(2): 0.1.
+  rows = {line.split()[0]: line.split()[1:] for line in out.splitlines()[2:]}
+  assert rows["tarch@other"] == ["-0.200", "+-", "0.100"]
+  assert rows["best_on_average@other"] == ["-0.100", "+-", "0.100"]
